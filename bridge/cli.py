@@ -1,0 +1,92 @@
+"""The ``fax-bridge`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bridge import __version__
+from bridge.errors import ConfigError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def _cmd_version(_args: argparse.Namespace) -> int:
+    print(f"fax-bridge {__version__}")
+    return EXIT_OK
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from bridge.config import load_config
+
+    try:
+        load_config(Path(args.config))
+    except ConfigError as exc:
+        print(f"{args.config}: invalid configuration", file=sys.stderr)
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{args.config}: OK")
+    return EXIT_OK
+
+
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    # Only the CLI imports the sandbox: the bridge's runtime never does.
+    from bridge.sandbox.server import SandboxSettings, run_forever
+
+    host, _, port = args.listen.rpartition(":")
+    settings = SandboxSettings(
+        host=host or "127.0.0.1",
+        port=int(port),
+        username=args.username,
+        password=args.password,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+        state_file=Path(args.state) if args.state else None,
+        step_seconds=args.step_seconds,
+    )
+    run_forever(settings)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="fax-bridge",
+        description="Email-to-fax and fax-to-email bridge for the InterFAX REST API.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=_cmd_version)
+
+    p = sub.add_parser("check-config", help="validate a configuration file")
+    p.add_argument("-c", "--config", required=True, help="path to the YAML configuration")
+    p.set_defaults(func=_cmd_check_config)
+
+    p = sub.add_parser("sandbox", help="run the built-in InterFAX sandbox (a local simulator)")
+    p.add_argument("--listen", default="127.0.0.1:8089", help="host:port (default %(default)s)")
+    p.add_argument("--username", default="sandbox", help="Basic auth user (default %(default)s)")
+    p.add_argument("--password", default="sandbox", help="Basic auth password")
+    p.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS")
+    p.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    p.add_argument("--state", help="JSON file to keep the sandbox's state across restarts")
+    p.add_argument(
+        "--step-seconds",
+        type=float,
+        default=2.0,
+        help="seconds between status steps of a fax (-1, -2, -3, final); default %(default)s",
+    )
+    p.set_defaults(func=_cmd_sandbox)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fax-bridge`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
