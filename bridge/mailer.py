@@ -1,0 +1,173 @@
+"""Outgoing mail through the relay: the only module that imports aiosmtplib.
+
+Every aiosmtplib error is translated here into the exception tree of
+:mod:`bridge.errors`:
+
+* a 4xx reply, a refused or dropped connection, or a timeout: :class:`MailTransientError`
+  (try again later; the relay may have delivered a message whose final reply was lost, which
+  is why our messages carry deterministic Message-IDs that receivers can deduplicate on);
+* a 5xx reply: :class:`MailRejected` (:class:`MessageTooLarge` for 552), carrying the SMTP code
+  and text so callers can decide per recipient;
+* refused AUTH: :class:`MailAuthError`, so a worker pauses instead of failing every message.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+
+from bridge.errors import AuthError, PermanentError, TransientError
+
+# An envelope address as we ever send one: a dot-atom local part and a host name, ASCII
+# only. aiosmtplib has an advisory for CR/LF in MAIL/RCPT arguments, so nothing reaches it
+# that this does not match.
+_ENVELOPE_ADDRESS = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", re.ASCII
+)
+
+
+class RelaySecurity(enum.StrEnum):
+    """How the connection to the relay is protected."""
+
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """Where and how to hand mail over."""
+
+    host: str
+    port: int = 25
+    security: RelaySecurity = RelaySecurity.NONE
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 60.0
+    ca_file: Path | None = None
+    local_hostname: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SentMail:
+    """What the relay said when it accepted a message."""
+
+    response: str
+    refused: dict[str, tuple[int, str]]
+
+
+class MailTransientError(TransientError):
+    """The relay could not take the message now; retry later."""
+
+
+class MailRejected(PermanentError):
+    """The relay refused the message or a recipient with a 5xx reply."""
+
+    def __init__(self, message: str, *, smtp_code: int, smtp_text: str) -> None:
+        super().__init__(message)
+        self.smtp_code = smtp_code
+        self.smtp_text = smtp_text
+
+
+class MessageTooLarge(MailRejected):
+    """The relay refused the message for its size (552)."""
+
+
+class MailAuthError(AuthError):
+    """The relay refused our credentials."""
+
+
+def check_envelope_address(address: str) -> str:
+    """Return ``address`` if it is safe as a MAIL/RCPT argument, else raise PermanentError."""
+    if not _ENVELOPE_ADDRESS.fullmatch(address):
+        raise PermanentError(f"refusing to use {address!r} as an envelope address")
+    return address
+
+
+def _rejected(code: int, text: str, what: str) -> MailRejected:
+    cls = MessageTooLarge if code == 552 else MailRejected
+    return cls(f"relay refused {what}: {code} {text}", smtp_code=code, smtp_text=text)
+
+
+def _classify_reply(code: int, text: str, what: str) -> Exception:
+    if 400 <= code < 500:
+        return MailTransientError(f"relay deferred {what}: {code} {text}")
+    if code >= 500:
+        return _rejected(code, text, what)
+    return MailTransientError(f"unexpected relay reply to {what}: {code} {text}")
+
+
+class Mailer:
+    """Send mail through the configured relay, one connection per message."""
+
+    def __init__(self, settings: RelaySettings) -> None:
+        self._settings = settings
+        self._tls_context: ssl.SSLContext | None = None
+        if settings.security is not RelaySecurity.NONE:
+            cafile = str(settings.ca_file) if settings.ca_file else None
+            self._tls_context = ssl.create_default_context(cafile=cafile)
+
+    @property
+    def settings(self) -> RelaySettings:
+        """The relay this mailer talks to."""
+        return self._settings
+
+    async def send(
+        self, message: EmailMessage | bytes, *, sender: str, recipients: Sequence[str]
+    ) -> SentMail:
+        """Hand ``message`` to the relay for ``recipients``.
+
+        Raises :class:`MailRejected` when every recipient is refused (or the message is),
+        :class:`MailTransientError` for anything worth retrying, and :class:`MailAuthError`
+        when the relay refuses our credentials. Recipients refused while others were
+        accepted are listed in :attr:`SentMail.refused`.
+        """
+        check_envelope_address(sender)
+        if not recipients:
+            raise PermanentError("no recipients")
+        for rcpt in recipients:
+            check_envelope_address(rcpt)
+        s = self._settings
+        try:
+            errors, response = await aiosmtplib.send(
+                message,
+                sender=sender,
+                recipients=list(recipients),
+                hostname=s.host,
+                port=s.port,
+                username=s.username,
+                password=s.password,
+                local_hostname=s.local_hostname,
+                timeout=s.timeout,
+                use_tls=s.security is RelaySecurity.TLS,
+                start_tls=s.security is RelaySecurity.STARTTLS,
+                tls_context=self._tls_context,
+            )
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise MailAuthError(f"relay refused authentication: {exc.code} {exc.message}") from exc
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            first = exc.recipients[0]
+            if all(400 <= r.code < 500 for r in exc.recipients):
+                raise MailTransientError(
+                    f"relay deferred every recipient: {first.code} {first.message}"
+                ) from exc
+            raise _rejected(first.code, first.message, "every recipient") from exc
+        except aiosmtplib.SMTPSenderRefused as exc:
+            raise _classify_reply(exc.code, exc.message, "the sender") from exc
+        except aiosmtplib.SMTPDataError as exc:
+            raise _classify_reply(exc.code, exc.message, "the message") from exc
+        except aiosmtplib.SMTPNotSupported as exc:
+            raise MailTransientError(f"relay does not support what we need: {exc}") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            raise _classify_reply(exc.code, exc.message, "the session") from exc
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            raise MailTransientError(f"relay unreachable: {type(exc).__name__}: {exc}") from exc
+        refused = {rcpt: (resp.code, resp.message) for rcpt, resp in errors.items()}
+        return SentMail(response=response, refused=refused)
