@@ -1,0 +1,278 @@
+"""Inbound SQL of the store: the ledger of received faxes and their deliveries.
+
+Keyed by the InterFAX message id, so that a restart, a failed mark-read or an
+operator's "mark unread" never produces a second email. A mixin of
+:class:`bridge.store.Store`; see :mod:`bridge.store` for durability and
+threading.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+
+from bridge import store_schema as schema
+from bridge.jobs import (
+    UNCHANGED,
+    InboundDelivery,
+    InboundFax,
+    InboundRecipient,
+    InboundRecord,
+    InboundState,
+    Unchanged,
+)
+from bridge.store_schema import Connection, StoreBase
+
+
+class InboundStore(StoreBase):
+    """The inbound ledger: SEEN -> DOWNLOADED -> DELIVERED -> MARKED_READ, or UNROUTED."""
+
+    async def inbound_seen(self, record: InboundRecord, *, now: float) -> InboundFax:
+        """Record a listed fax in state SEEN unless the ledger already has it.
+
+        Idempotent: the returned fax has ``created=True`` only when this call
+        inserted it; an existing row is returned unchanged.
+        """
+
+        def run(conn: Connection) -> InboundFax:
+            cur = conn.execute(
+                "INSERT INTO inbound_faxes (message_id, state, phone_number, caller_id,"
+                " remote_csid, pages, receive_time, message_status, meta, created_at,"
+                " updated_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (message_id) DO NOTHING",
+                (
+                    record.message_id,
+                    InboundState.SEEN,
+                    record.phone_number,
+                    record.caller_id,
+                    record.remote_csid,
+                    record.pages,
+                    record.receive_time,
+                    record.message_status,
+                    json.dumps(dict(record.meta), sort_keys=True),
+                    now,
+                    now,
+                    now,
+                ),
+            )
+            fax = _inbound(conn, record.message_id, created=cur.rowcount == 1)
+            assert fax is not None  # inserted or already present, in this transaction
+            return fax
+
+        return await self._write(run)
+
+    async def inbound_store_image(
+        self, message_id: int, data: bytes, content_type: str, *, now: float
+    ) -> InboundFax | None:
+        """Keep the downloaded image and move SEEN -> DOWNLOADED (None if not SEEN)."""
+
+        def run(conn: Connection) -> InboundFax | None:
+            cur = conn.execute(
+                "UPDATE inbound_faxes SET image = ?, image_type = ?, state = ?, updated_at = ?"
+                " WHERE message_id = ? AND state = ?",
+                (data, content_type, InboundState.DOWNLOADED, now, message_id, InboundState.SEEN),
+            )
+            return _inbound(conn, message_id) if cur.rowcount else None
+
+        return await self._write(run)
+
+    async def inbound_image(self, message_id: int) -> tuple[bytes, str] | None:
+        """The stored image and its content type, or None (not downloaded or purged)."""
+
+        def run(conn: Connection) -> tuple[bytes, str] | None:
+            row = conn.execute(
+                "SELECT image, image_type FROM inbound_faxes WHERE message_id = ?", (message_id,)
+            ).fetchone()
+            if row is None or row["image"] is None:
+                return None
+            return bytes(row["image"]), str(row["image_type"])
+
+        return await self._read(run)
+
+    async def inbound_set_recipients(
+        self, message_id: int, recipients: Sequence[InboundRecipient]
+    ) -> list[InboundDelivery]:
+        """Add a PENDING delivery per recipient not yet in the ledger; return all.
+
+        Idempotent: existing deliveries (and their states) are kept as they are.
+        """
+
+        def run(conn: Connection) -> list[InboundDelivery]:
+            conn.executemany(
+                "INSERT INTO inbound_deliveries (message_id, recipient, channel, state)"
+                " VALUES (?, ?, ?, 'pending') ON CONFLICT (message_id, recipient) DO NOTHING",
+                [(message_id, r.recipient, r.channel) for r in recipients],
+            )
+            return _deliveries(conn, message_id)
+
+        return await self._write(run)
+
+    async def inbound_delivery_done(
+        self, message_id: int, recipient: str, smtp_message_id: str, *, now: float
+    ) -> InboundFax | None:
+        """Record (durably) that ``recipient`` accepted the fax mail.
+
+        When this was the last undelivered recipient, the fax moves from
+        DOWNLOADED (or SEEN, for a notify-only route that never downloads the
+        image) to DELIVERED in the same transaction. Returns the fax, or None
+        when there is no such delivery. A repeated call changes nothing.
+        """
+
+        def run(conn: Connection) -> InboundFax | None:
+            cur = conn.execute(
+                "UPDATE inbound_deliveries SET state = 'delivered', smtp_message_id = ?,"
+                " delivered_at = ?, attempts = attempts + 1, last_error = NULL"
+                " WHERE message_id = ? AND recipient = ? AND state <> 'delivered'",
+                (smtp_message_id, now, message_id, recipient),
+            )
+            if not cur.rowcount and not _delivery_exists(conn, message_id, recipient):
+                return None
+            conn.execute(
+                "UPDATE inbound_faxes SET state = ?, updated_at = ? WHERE message_id = ?"
+                " AND state IN (?, ?) AND NOT EXISTS (SELECT 1 FROM inbound_deliveries d"
+                " WHERE d.message_id = ? AND d.state <> 'delivered')",
+                (
+                    InboundState.DELIVERED,
+                    now,
+                    message_id,
+                    InboundState.SEEN,
+                    InboundState.DOWNLOADED,
+                    message_id,
+                ),
+            )
+            return _inbound(conn, message_id)
+
+        return await self._write(run)
+
+    async def inbound_delivery_failed(
+        self, message_id: int, recipient: str, error: str, *, permanent: bool = False
+    ) -> InboundDelivery | None:
+        """Count a failed delivery attempt; ``permanent`` marks it FAILED.
+
+        A delivered recipient is left alone. None when there is no such delivery.
+        """
+
+        def run(conn: Connection) -> InboundDelivery | None:
+            conn.execute(
+                "UPDATE inbound_deliveries SET attempts = attempts + 1, last_error = ?,"
+                " state = CASE WHEN ? THEN 'failed' ELSE state END"
+                " WHERE message_id = ? AND recipient = ? AND state <> 'delivered'",
+                (error, permanent, message_id, recipient),
+            )
+            row = conn.execute(
+                "SELECT * FROM inbound_deliveries WHERE message_id = ? AND recipient = ?",
+                (message_id, recipient),
+            ).fetchone()
+            return None if row is None else schema.inbound_delivery(row)
+
+        return await self._write(run)
+
+    async def inbound_transition(
+        self,
+        message_id: int,
+        *,
+        expect: InboundState | Collection[InboundState],
+        to: InboundState,
+        now: float,
+        next_attempt_at: float | Unchanged = UNCHANGED,
+        last_error: str | Unchanged | None = UNCHANGED,
+        count_attempt: bool = False,
+    ) -> InboundFax | None:
+        """Compare-and-set on a fax's state, like :meth:`transition`.
+
+        ``count_attempt`` increments ``attempts``. None when the state did not
+        match or the fax is unknown.
+        """
+        fields = schema.present(next_attempt_at=next_attempt_at, last_error=last_error)
+
+        def run(conn: Connection) -> InboundFax | None:
+            if not schema.update_where_state(
+                conn,
+                "inbound_faxes",
+                "message_id",
+                message_id,
+                expect,
+                to,
+                now,
+                fields,
+                count_attempt=count_attempt,
+            ):
+                return None
+            return _inbound(conn, message_id)
+
+        return await self._write(run)
+
+    async def inbound_pending(self, *, now: float, limit: int = 100) -> list[InboundFax]:
+        """Faxes with work left (SEEN, DOWNLOADED, DELIVERED) that are due, oldest first."""
+
+        def run(conn: Connection) -> list[InboundFax]:
+            cur = conn.execute(
+                f"SELECT {schema.INBOUND_COLUMNS} FROM inbound_faxes"  # noqa: S608 (constant)
+                " WHERE state IN (?, ?, ?) AND next_attempt_at <= ?"
+                " ORDER BY next_attempt_at, message_id LIMIT ?",
+                (InboundState.SEEN, InboundState.DOWNLOADED, InboundState.DELIVERED, now, limit),
+            )
+            return [schema.inbound_fax(row) for row in cur]
+
+        return await self._read(run)
+
+    async def inbound_get(self, message_id: int) -> InboundFax | None:
+        """One fax of the ledger, or None."""
+        return await self._read(lambda conn: _inbound(conn, message_id))
+
+    async def inbound_faxes(
+        self, states: Collection[InboundState] | None = None, limit: int = 100
+    ) -> list[InboundFax]:
+        """Faxes of the ledger, newest message id first, optionally only in ``states``."""
+
+        def run(conn: Connection) -> list[InboundFax]:
+            wanted = tuple(InboundState) if states is None else tuple(states)
+            marks = ", ".join("?" * len(wanted))
+            cur = conn.execute(
+                f"SELECT {schema.INBOUND_COLUMNS} FROM inbound_faxes"  # noqa: S608 (placeholders)
+                f" WHERE state IN ({marks}) ORDER BY message_id DESC LIMIT ?",
+                (*wanted, limit),
+            )
+            return [schema.inbound_fax(row) for row in cur]
+
+        return await self._read(run)
+
+    async def inbound_deliveries(self, message_id: int) -> list[InboundDelivery]:
+        """Every recipient's delivery of one fax."""
+        return await self._read(lambda conn: _deliveries(conn, message_id))
+
+    async def inbound_count_by_state(self) -> dict[InboundState, int]:
+        """Number of ledger faxes in every state (zero included)."""
+
+        def run(conn: Connection) -> dict[InboundState, int]:
+            counts = dict.fromkeys(InboundState, 0)
+            for row in conn.execute(
+                "SELECT state, count(*) AS n FROM inbound_faxes GROUP BY state"
+            ):
+                counts[InboundState(row["state"])] = row["n"]
+            return counts
+
+        return await self._read(run)
+
+
+def _inbound(conn: Connection, message_id: int, *, created: bool = False) -> InboundFax | None:
+    row = conn.execute(
+        f"SELECT {schema.INBOUND_COLUMNS} FROM inbound_faxes WHERE message_id = ?",  # noqa: S608 (constant)
+        (message_id,),
+    ).fetchone()
+    return None if row is None else schema.inbound_fax(row, created=created)
+
+
+def _deliveries(conn: Connection, message_id: int) -> list[InboundDelivery]:
+    cur = conn.execute(
+        "SELECT * FROM inbound_deliveries WHERE message_id = ? ORDER BY recipient", (message_id,)
+    )
+    return [schema.inbound_delivery(row) for row in cur]
+
+
+def _delivery_exists(conn: Connection, message_id: int, recipient: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM inbound_deliveries WHERE message_id = ? AND recipient = ?",
+        (message_id, recipient),
+    ).fetchone()
+    return row is not None

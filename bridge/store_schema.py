@@ -1,0 +1,305 @@
+"""The SQLite schema of the durable store and the mapping from rows to values.
+
+``MIGRATIONS[i]`` takes a database from ``PRAGMA user_version`` ``i`` to
+``i + 1``. :mod:`bridge.store` applies each step inside its own
+``BEGIN IMMEDIATE`` transaction together with the version bump, so a step is
+applied completely or not at all. A released step is never edited: a schema
+change is a new step appended at the end. The SQL deliberately spells state
+values out instead of deriving them from the enums, so that adding an enum
+member cannot silently change what an old step meant.
+
+Below the migrations: the converters from rows to the frozen dataclasses of
+:mod:`bridge.jobs`, and :class:`StoreBase`, the contract between
+:class:`bridge.store.Store` (which owns the sqlite3 connection and its thread)
+and the mixins that hold the outbound and inbound SQL
+(:mod:`bridge.store_outbound`, :mod:`bridge.store_inbound`). Those modules see
+the connection only through the :class:`Connection` protocol, so sqlite3 is
+imported by :mod:`bridge.store` alone.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Final, Protocol, TypeVar
+
+from bridge.jobs import (
+    UNCHANGED,
+    DeliveryChannel,
+    DeliveryState,
+    InboundDelivery,
+    InboundFax,
+    InboundState,
+    Job,
+    JobState,
+    Message,
+    MessageSource,
+)
+
+_V1: Final = (
+    """
+    CREATE TABLE messages (
+        id                INTEGER PRIMARY KEY,
+        received_at       REAL    NOT NULL,
+        source            TEXT    NOT NULL CHECK (source IN ('smtp', 'imap', 'cli')),
+        mail_from         TEXT    NOT NULL,
+        from_header       TEXT    NOT NULL,
+        message_id_header TEXT,
+        size              INTEGER NOT NULL CHECK (size >= 0),
+        sha256            TEXT    NOT NULL CHECK (length(sha256) = 64),
+        raw               BLOB    NOT NULL,
+        trace_id          TEXT    NOT NULL
+    )
+    """,
+    "CREATE INDEX messages_message_id_header ON messages (message_id_header)",
+    "CREATE INDEX messages_received_at ON messages (received_at)",
+    """
+    CREATE TABLE jobs (
+        id              INTEGER PRIMARY KEY,
+        message_id      INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        destination     TEXT    NOT NULL CHECK (
+                            destination GLOB '+[1-9]*'
+                            AND destination NOT GLOB '+*[^0-9]*'
+                            AND length(destination) BETWEEN 8 AND 16),
+        sender          TEXT    NOT NULL CHECK (sender <> ''),
+        reference       TEXT    NOT NULL UNIQUE CHECK (length(reference) BETWEEN 1 AND 60),
+        fax_id          INTEGER,
+        state           TEXT    NOT NULL CHECK (state IN (
+                            'accepted', 'submitting', 'in_doubt', 'submitted', 'sent',
+                            'failed', 'reported', 'held', 'cancelled')),
+        attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+        next_attempt_at REAL    NOT NULL,
+        in_doubt_since  REAL,
+        created_at      REAL    NOT NULL,
+        updated_at      REAL    NOT NULL,
+        last_error      TEXT,
+        fax_status      INTEGER,
+        result          TEXT,
+        trace_id        TEXT    NOT NULL
+    )
+    """,
+    "CREATE INDEX jobs_due ON jobs (state, next_attempt_at, id)",
+    "CREATE INDEX jobs_message ON jobs (message_id)",
+    "CREATE INDEX jobs_fax_id ON jobs (fax_id) WHERE fax_id IS NOT NULL",
+    """
+    CREATE TABLE rate_events (
+        id  INTEGER PRIMARY KEY,
+        key TEXT    NOT NULL,
+        at  REAL    NOT NULL,
+        n   INTEGER NOT NULL DEFAULT 1 CHECK (n > 0)
+    )
+    """,
+    "CREATE INDEX rate_events_key_at ON rate_events (key, at)",
+    """
+    CREATE TABLE inbound_faxes (
+        message_id      INTEGER PRIMARY KEY,
+        state           TEXT    NOT NULL CHECK (state IN (
+                            'seen', 'downloaded', 'delivered', 'marked_read', 'unrouted')),
+        phone_number    TEXT    NOT NULL,
+        caller_id       TEXT,
+        remote_csid     TEXT,
+        pages           INTEGER NOT NULL,
+        receive_time    REAL    NOT NULL,
+        message_status  INTEGER NOT NULL,
+        meta            TEXT    NOT NULL,
+        image           BLOB,
+        image_type      TEXT,
+        created_at      REAL    NOT NULL,
+        updated_at      REAL    NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+        next_attempt_at REAL    NOT NULL,
+        last_error      TEXT
+    )
+    """,
+    "CREATE INDEX inbound_faxes_due ON inbound_faxes (state, next_attempt_at)",
+    """
+    CREATE TABLE inbound_deliveries (
+        message_id      INTEGER NOT NULL
+                            REFERENCES inbound_faxes (message_id) ON DELETE CASCADE,
+        recipient       TEXT    NOT NULL CHECK (recipient <> ''),
+        channel         TEXT    NOT NULL CHECK (channel IN ('smtp', 'maildir', 'imap')),
+        state           TEXT    NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+        smtp_message_id TEXT,
+        delivered_at    REAL,
+        attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+        last_error      TEXT,
+        PRIMARY KEY (message_id, recipient)
+    ) WITHOUT ROWID
+    """,
+)
+
+#: Every schema step, oldest first. ``len(MIGRATIONS)`` is the current version.
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1,)
+
+
+# -- rows to values -----------------------------------------------------------------
+
+
+class Row(Protocol):
+    """What the converters need from a database row: access by column name."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def _json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def job(row: Row) -> Job:
+    """A ``jobs`` row as a :class:`Job`."""
+    return Job(
+        id=row["id"],
+        message_id=row["message_id"],
+        destination=row["destination"],
+        sender=row["sender"],
+        reference=row["reference"],
+        fax_id=row["fax_id"],
+        state=JobState(row["state"]),
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        in_doubt_since=row["in_doubt_since"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        last_error=row["last_error"],
+        fax_status=row["fax_status"],
+        result=_json(row["result"]),
+        trace_id=row["trace_id"],
+    )
+
+
+#: Every ``messages`` column but the bytes.
+MESSAGE_COLUMNS: Final = (
+    "id, received_at, source, mail_from, from_header, message_id_header, size, sha256, trace_id"
+)
+
+
+def message(row: Row) -> Message:
+    """A ``messages`` row (selected with :data:`MESSAGE_COLUMNS`) as a :class:`Message`."""
+    return Message(
+        id=row["id"],
+        received_at=row["received_at"],
+        source=MessageSource(row["source"]),
+        mail_from=row["mail_from"],
+        from_header=row["from_header"],
+        message_id_header=row["message_id_header"],
+        size=row["size"],
+        sha256=row["sha256"],
+        trace_id=row["trace_id"],
+    )
+
+
+#: Every ``inbound_faxes`` column but the image, plus the image's size.
+INBOUND_COLUMNS: Final = (
+    "message_id, state, phone_number, caller_id, remote_csid, pages, receive_time,"
+    " message_status, meta, image_type, length(image) AS image_size, created_at,"
+    " updated_at, attempts, next_attempt_at, last_error"
+)
+
+
+def inbound_fax(row: Row, *, created: bool = False) -> InboundFax:
+    """An ``inbound_faxes`` row (selected with :data:`INBOUND_COLUMNS`)."""
+    return InboundFax(
+        message_id=row["message_id"],
+        state=InboundState(row["state"]),
+        phone_number=row["phone_number"],
+        caller_id=row["caller_id"],
+        remote_csid=row["remote_csid"],
+        pages=row["pages"],
+        receive_time=row["receive_time"],
+        message_status=row["message_status"],
+        meta=_json(row["meta"]),
+        image_type=row["image_type"],
+        image_size=row["image_size"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        last_error=row["last_error"],
+        created=created,
+    )
+
+
+def inbound_delivery(row: Row) -> InboundDelivery:
+    """An ``inbound_deliveries`` row as an :class:`InboundDelivery`."""
+    return InboundDelivery(
+        message_id=row["message_id"],
+        recipient=row["recipient"],
+        channel=DeliveryChannel(row["channel"]),
+        state=DeliveryState(row["state"]),
+        smtp_message_id=row["smtp_message_id"],
+        delivered_at=row["delivered_at"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+    )
+
+
+# -- the connection as the SQL modules see it -----------------------------------------
+
+Params = Sequence[object] | Mapping[str, object]
+_T = TypeVar("_T")
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the store uses."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    @property
+    def lastrowid(self) -> int | None: ...
+
+    def fetchone(self) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """The part of the store's connection the SQL modules use."""
+
+    def execute(self, sql: str, parameters: Params = (), /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Params], /) -> Cursor: ...
+
+
+class StoreBase(abc.ABC):
+    """Runs functions of a connection on the store thread (see :class:`bridge.store.Store`)."""
+
+    @abc.abstractmethod
+    async def _read(self, fn: Callable[[Connection], _T]) -> _T:
+        """Run ``fn`` outside any explicit transaction (each statement is atomic)."""
+
+    @abc.abstractmethod
+    async def _write(self, fn: Callable[[Connection], _T]) -> _T:
+        """Run ``fn`` inside ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error)."""
+
+
+def present(**fields: object) -> dict[str, object]:
+    """The keyword arguments that are not :data:`bridge.jobs.UNCHANGED`."""
+    return {name: value for name, value in fields.items() if value is not UNCHANGED}
+
+
+def update_where_state(
+    conn: Connection,
+    table: str,
+    key_column: str,
+    key: int,
+    expect: str | Collection[str],
+    to: str,
+    now: float,
+    fields: Mapping[str, object],
+    *,
+    count_attempt: bool = False,
+) -> bool:
+    """The compare-and-set behind both transition methods. Column names are ours."""
+    expected = (expect,) if isinstance(expect, str) else tuple(expect)
+    sets = "".join(f", {column} = ?" for column in fields)
+    if count_attempt:
+        sets += ", attempts = attempts + 1"
+    marks = ", ".join("?" * len(expected))
+    cur = conn.execute(
+        f"UPDATE {table} SET state = ?, updated_at = ?{sets}"  # noqa: S608 (names are ours)
+        f" WHERE {key_column} = ? AND state IN ({marks})",
+        (to, now, *fields.values(), key, *expected),
+    )
+    return cur.rowcount == 1
