@@ -291,3 +291,15 @@ def check_destination(number: FaxNumber, policy: DestinationPolicy) -> PolicyRef
     if number.number_type == "unknown":
         return _refuse("numbers of unknown type are not accepted", "unknown_number_type")
     return None
+
+
+def display_number(e164: str) -> str:
+    """The human international form of a stored E.164 number (``+1 212-555-0100``).
+
+    Falls back to the E.164 text itself when phonenumbers cannot parse it.
+    """
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL))

@@ -413,3 +413,10 @@ def test_punctuation_without_digits_is_refused_with_a_clear_reason(address: str)
     result = parse(address)
     assert isinstance(result, RecipientRefusal)
     assert result.reply == "553 5.1.3 the number has no digits"
+
+
+def test_display_number_formats_e164_for_people() -> None:
+    from bridge.numbers import display_number
+
+    assert display_number("+12125550100") == "+1 212-555-0100"
+    assert display_number("not a number") == "not a number"

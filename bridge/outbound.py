@@ -1,0 +1,291 @@
+"""Submitting queued faxes to InterFAX exactly once.
+
+Each arrow below is one durable store transaction (shared/reliability-design.md)::
+
+    ACCEPTED --claim--> SUBMITTING --201--> SUBMITTED(fax_id)
+                            |  transient, before the request went out: ACCEPTED (backoff)
+                            |  ambiguous (timeout, lost response, 5xx): IN_DOUBT
+                            |  permanent (bad document, InterFAX 4xx): FAILED (report)
+                            |  401: ACCEPTED, and every submission pauses
+    IN_DOUBT --claim--> SUBMITTING: search /outbound/search?reference=...
+                            found: SUBMITTED (never sent again)
+                            not found within the grace window: IN_DOUBT, search again later
+                            not found after it: post again with the SAME reference
+                            search failing past the deadline: HELD for an operator
+
+The reference is generated when the message is accepted and never changes, so the
+search always finds the one fax a lost response may have created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from bridge.errors import AmbiguousError, AuthError, PermanentError, TransientError
+from bridge.faxmodels import DocumentRef, FaxDocument, SendOptions
+from bridge.interfax import InterfaxClient
+from bridge.jobs import Job, JobState
+from bridge.store import Store
+from bridge.workers import AuthGate, Backoff, Heartbeat, sleep_or_stop
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What to send for one job: documents and options (the reference is added here).
+
+    ``subject`` (the visible subject) and ``skipped`` (attachments left out, as
+    "name: reason") are kept for the report.
+    """
+
+    documents: tuple[FaxDocument | DocumentRef, ...]
+    options: SendOptions
+    subject: str = ""
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BuildFailed:
+    """The job's message cannot become a fax; the sender is told ``reason``."""
+
+    kind: str
+    reason: str
+    subject: str = ""
+
+
+#: Turns a job and its message bytes into what to send (pure; runs in a thread).
+Builder = Callable[[Job, bytes], Submission | BuildFailed]
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitSettings:
+    """Timing of submission, retries and reconciliation."""
+
+    max_submit_age: float = 86400.0
+    backoff: Backoff = field(default_factory=Backoff)
+    in_doubt_grace: float = 120.0
+    in_doubt_deadline: float = 6 * 3600.0
+    quarantine_after: int = 25
+    idle_poll: float = 30.0
+    auth_probe_interval: float = 60.0
+
+
+def _failure(kind: str, reason: str, **extra: Any) -> Mapping[str, Any]:
+    return {"kind": kind, "reason": reason, **extra}
+
+
+class Submitter:
+    """Claims due jobs and drives each through submission or reconciliation."""
+
+    name = "submitter"
+
+    def __init__(
+        self,
+        store: Store,
+        client: InterfaxClient,
+        builder: Builder,
+        settings: SubmitSettings,
+        *,
+        gate: AuthGate,
+        wake: asyncio.Event,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._builder = builder
+        self._settings = settings
+        self._gate = gate
+        self._wake = wake
+        self._clock = clock
+        self.heartbeat = Heartbeat(max(settings.idle_poll, settings.auth_probe_interval))
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Submit until ``stopping`` is set; a job in flight finishes first."""
+        while not stopping.is_set():
+            self.heartbeat.beat()
+            if self._gate.paused:
+                await self._probe_credentials()
+                if self._gate.paused:
+                    await sleep_or_stop(stopping, self._settings.auth_probe_interval)
+                continue
+            try:
+                worked = await self.run_once()
+            except TransientError as exc:  # the store itself is unwell: back off briefly
+                log.warning("submitter: %s", exc)
+                worked = False
+            if not worked:
+                self._wake.clear()
+                await sleep_or_stop(stopping, self._settings.idle_poll, self._wake)
+
+    async def run_once(self) -> bool:
+        """Handle at most one due job; True when there was one."""
+        now = self._clock()
+        job = await self._store.claim_next(JobState.IN_DOUBT, JobState.SUBMITTING, now=now)
+        if job is not None:
+            await self._reconcile(job)
+            return True
+        job = await self._store.claim_next(JobState.ACCEPTED, JobState.SUBMITTING, now=now)
+        if job is None:
+            return False
+        await self._submit(job)
+        return True
+
+    async def _probe_credentials(self) -> None:
+        try:
+            await self._client.balance()
+        except AuthError:
+            return
+        except Exception as exc:  # not an auth verdict: keep paused, try again later
+            log.info("credential probe inconclusive: %s", exc)
+            return
+        self._gate.resume()
+
+    async def _submit(self, job: Job) -> None:
+        now = self._clock()
+        if job.in_doubt_since is None and now - job.created_at > self._settings.max_submit_age:
+            await self._fail(job, _failure("expired", "InterFAX could not be reached in time"))
+            return
+        raw = await self._store.message_raw(job.message_id)
+        built = await asyncio.to_thread(self._builder, job, raw)
+        if isinstance(built, BuildFailed):
+            await self._fail(job, _failure(built.kind, built.reason, subject=built.subject))
+            return
+        notes = {"subject": built.subject, "skipped": list(built.skipped)}
+        options = replace(built.options, reference=job.reference)
+        try:
+            fax_id = await self._client.send_fax(job.destination, built.documents, options)
+        except AuthError as exc:
+            self._gate.pause(str(exc))
+            await self._back_to(job, JobState.ACCEPTED, self._clock(), str(exc))
+        except AmbiguousError as exc:
+            log.warning("job %s: submission outcome unknown, reconciling: %s", job.id, exc)
+            now = self._clock()
+            await self._store.transition(
+                job.id,
+                expect=JobState.SUBMITTING,
+                to=JobState.IN_DOUBT,
+                now=now,
+                in_doubt_since=now,
+                next_attempt_at=now + self._settings.in_doubt_grace,
+                last_error=str(exc),
+                result=notes,
+            )
+        except TransientError as exc:
+            delay = self._settings.backoff.delay(job.attempts, retry_after=exc.retry_after)
+            log.info("job %s: retrying in %.0fs: %s", job.id, delay, exc)
+            await self._back_to(job, JobState.ACCEPTED, self._clock() + delay, str(exc))
+        except PermanentError as exc:
+            await self._fail(job, _failure("interfax", str(exc), **notes))
+        except Exception as exc:
+            await self._unexpected(job, exc)
+        else:
+            log.info("job %s: submitted as fax %d (%s)", job.id, fax_id, job.reference)
+            await self._store.transition(
+                job.id,
+                expect=JobState.SUBMITTING,
+                to=JobState.SUBMITTED,
+                now=self._clock(),
+                fax_id=fax_id,
+                last_error=None,
+                result=notes,
+            )
+
+    async def _reconcile(self, job: Job) -> None:
+        now = self._clock()
+        since = job.in_doubt_since if job.in_doubt_since is not None else now
+        try:
+            found = await self._client.search(reference=job.reference)
+        except AuthError as exc:
+            self._gate.pause(str(exc))
+            await self._back_to(job, JobState.IN_DOUBT, now, str(exc))
+            return
+        except Exception as exc:
+            if now - since > self._settings.in_doubt_deadline:
+                log.error("job %s: still in doubt after the deadline: held for an operator", job.id)
+                await self._back_to(job, JobState.HELD, now, f"reconciliation failed: {exc}")
+                return
+            delay = self._settings.backoff.delay(job.attempts)
+            await self._back_to(job, JobState.IN_DOUBT, now + delay, f"search failed: {exc}")
+            return
+        matches = sorted(fax.id for fax in found)
+        if matches:
+            await self._adopt(job, matches)
+        elif now - since < self._settings.in_doubt_grace:
+            # InterFAX's search may lag behind a POST that did go through.
+            await self._back_to(
+                job, JobState.IN_DOUBT, since + self._settings.in_doubt_grace, job.last_error
+            )
+        else:
+            log.info("job %s: no fax with reference %s: submitting again", job.id, job.reference)
+            await self._submit(job)
+
+    async def _notes(self, job: Job) -> Mapping[str, Any]:
+        """Subject and skipped attachments for the report, rebuilt when a crash lost them."""
+        if job.result is not None:
+            return job.result
+        built = await asyncio.to_thread(
+            self._builder, job, await self._store.message_raw(job.message_id)
+        )
+        if isinstance(built, BuildFailed):
+            return {"subject": built.subject}
+        return {"subject": built.subject, "skipped": list(built.skipped)}
+
+    async def _adopt(self, job: Job, fax_ids: list[int]) -> None:
+        keep, *extra = fax_ids
+        log.info("job %s: reconciled, fax %d exists (%s)", job.id, keep, job.reference)
+        await self._store.transition(
+            job.id,
+            expect=JobState.SUBMITTING,
+            to=JobState.SUBMITTED,
+            now=self._clock(),
+            fax_id=keep,
+            last_error=None,
+            result=await self._notes(job),
+        )
+        for duplicate in extra:
+            log.error(
+                "job %s: InterFAX holds %d faxes with reference %s; cancelling duplicate %d",
+                job.id,
+                len(fax_ids),
+                job.reference,
+                duplicate,
+            )
+            try:
+                await self._client.cancel(duplicate)
+            except Exception as exc:
+                log.error("could not cancel duplicate fax %d: %s", duplicate, exc)
+
+    async def _back_to(self, job: Job, state: JobState, at: float, error: str | None) -> None:
+        await self._store.transition(
+            job.id,
+            expect=JobState.SUBMITTING,
+            to=state,
+            now=self._clock(),
+            next_attempt_at=at,
+            last_error=error,
+        )
+
+    async def _fail(self, job: Job, result: Mapping[str, Any]) -> None:
+        log.warning("job %s: failed: %s", job.id, result.get("reason"))
+        await self._store.transition(
+            job.id,
+            expect=JobState.SUBMITTING,
+            to=JobState.FAILED,
+            now=self._clock(),
+            result=result,
+            last_error=str(result.get("reason")),
+        )
+
+    async def _unexpected(self, job: Job, exc: Exception) -> None:
+        log.exception("job %s: unexpected error while submitting", job.id, exc_info=exc)
+        if job.attempts >= self._settings.quarantine_after:
+            await self._back_to(job, JobState.HELD, self._clock(), f"quarantined: {exc!r}")
+            return
+        delay = self._settings.backoff.delay(job.attempts)
+        await self._back_to(job, JobState.ACCEPTED, self._clock() + delay, repr(exc))
