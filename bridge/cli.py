@@ -6,9 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bridge import __version__
 from bridge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bridge.config import Config
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -21,15 +25,59 @@ def _cmd_version(_args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    if _load(args.config) is None:
+        return EXIT_CONFIG
+    print(f"{args.config}: OK")
+    return EXIT_OK
+
+
+def _load(path: str) -> Config | None:
     from bridge.config import load_config
 
     try:
-        load_config(Path(args.config))
+        return load_config(Path(path))
     except ConfigError as exc:
-        print(f"{args.config}: invalid configuration", file=sys.stderr)
+        print(f"{path}: invalid configuration", file=sys.stderr)
         print(str(exc), file=sys.stderr)
+        return None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bridge import logsetup
+    from bridge.service import Service
+
+    config = _load(args.config)
+    if config is None:
         return EXIT_CONFIG
-    print(f"{args.config}: OK")
+    logsetup.configure(config.log_format, config.log_level)
+    try:
+        asyncio.run(Service(config, config_path=Path(args.config)).serve())
+    except ConfigError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK
+
+
+def _cmd_passwd(args: argparse.Namespace) -> int:
+    import getpass
+
+    from bridge.smtp_auth import set_password
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"Password for {args.user}: ")
+        if getpass.getpass("Again: ") != password:
+            print("the passwords differ; nothing changed", file=sys.stderr)
+            return EXIT_FAILURE
+    try:
+        set_password(Path(args.users_file), args.user, password)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"{args.users_file}: password set for {args.user}")
     return EXIT_OK
 
 
@@ -66,6 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a configuration file")
     p.add_argument("-c", "--config", required=True, help="path to the YAML configuration")
     p.set_defaults(func=_cmd_check_config)
+
+    p = sub.add_parser("run", help="run the bridge (the systemd service runs this)")
+    p.add_argument("-c", "--config", required=True, help="path to the YAML configuration")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("passwd", help="add an SMTP AUTH user or change its password")
+    p.add_argument("users_file", help="the smtp_server.auth_users_file to update")
+    p.add_argument("user", help="the login name")
+    p.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    p.set_defaults(func=_cmd_passwd)
 
     p = sub.add_parser("sandbox", help="run the built-in InterFAX sandbox (a local simulator)")
     p.add_argument("--listen", default="127.0.0.1:8089", help="host:port (default %(default)s)")

@@ -130,10 +130,16 @@ class Intake:
     """Decides on each step of an offered message and commits accepted ones."""
 
     def __init__(
-        self, store: Store, policy: IntakePolicy, *, clock: Callable[[], float] = time.time
+        self,
+        store: Store,
+        policy: IntakePolicy,
+        *,
+        on_accepted: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._policy = policy
+        self._on_accepted = on_accepted
         self._clock = clock
 
     @property
@@ -226,4 +232,6 @@ class Intake:
         if not result.created:
             return Reply(250, "2.0.0", "Already queued (duplicate of an earlier message)")
         log.info("accepted message for %d fax(es): %s", len(result.created), refs)
+        if self._on_accepted is not None:
+            self._on_accepted()
         return Reply(250, "2.0.0", f"Queued for faxing as {refs}")

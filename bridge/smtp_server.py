@@ -228,4 +228,3 @@ class SmtpListener:
     def replace_users(self, users: Mapping[str, PasswordHash]) -> None:
         """Use a new users table (configuration reload)."""
         self.users = users
-

@@ -1,0 +1,246 @@
+"""The one object that owns fax-bridge's lifecycle: start-up, workers, reload, drain.
+
+Start-up: open and migrate the store, move jobs a crash left mid-flight to IN-DOUBT,
+check templates and our own header hygiene, bind listeners, start workers, and only then
+tell systemd ``READY=1``. ``WATCHDOG=1`` is sent from the event loop, and only while
+every worker keeps beating. SIGTERM drains: new SMTP sessions get 421, workers finish the
+item in hand (up to ``shutdown_timeout``), everything else stays safely queued.
+SIGHUP reloads policies, allowlists and templates; an invalid file is refused and the
+running configuration stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from pathlib import Path
+
+from bridge import headersafe, wiring
+from bridge.config import Config, load_config
+from bridge.errors import BridgeError, ConfigError
+from bridge.imaging import as_pdf
+from bridge.intake import Intake, IntakePolicy
+from bridge.interfax import InterfaxClient
+from bridge.jobs import Job
+from bridge.mailer import Mailer
+from bridge.outbound import Submitter
+from bridge.reports import Reporter
+from bridge.sdnotify import SystemdNotifier
+from bridge.smtp_auth import load_users
+from bridge.smtp_server import SmtpListener
+from bridge.status_poller import StatusPoller
+from bridge.store import Store
+from bridge.workers import AuthGate, Worker
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """fax-bridge as a running service."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: Path | None = None,
+        notifier: SystemdNotifier | None = None,
+    ) -> None:
+        self.config = config
+        self._config_path = config_path
+        self._notifier = notifier or SystemdNotifier()
+        self._stop = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._workers: list[Worker] = []
+        self._store: Store | None = None
+        self._client: InterfaxClient | None = None
+        self.listener: SmtpListener | None = None
+        self.intake: Intake | None = None
+        self._reporter: Reporter | None = None
+        self._reload_task: asyncio.Task[bool] | None = None
+
+    @property
+    def store(self) -> Store:
+        """The open store (after :meth:`start`)."""
+        if self._store is None:
+            raise RuntimeError("service not started")
+        return self._store
+
+    async def start(self) -> None:
+        """Bring everything up; returns when the service is ready."""
+        config = self.config
+        headersafe.self_check()
+        templates = wiring.renderer(config)
+        self._store = store = await Store.open(config.state_dir)
+        recovered = await store.recover_interrupted(time.time())
+        if recovered.in_doubt:
+            log.warning(
+                "%d job(s) were being submitted when we stopped: reconciling them",
+                recovered.in_doubt,
+            )
+        self._client = client = wiring.interfax_client(config)
+        mailer = Mailer(wiring.relay_settings(config))
+        gate = AuthGate("InterFAX")
+        submit_wake, report_wake = asyncio.Event(), asyncio.Event()
+        self.intake = Intake(store, IntakePolicy.from_config(config), on_accepted=submit_wake.set)
+        self._reporter = Reporter(
+            store,
+            mailer,
+            templates,
+            wiring.report_settings(config),
+            fetch_image=self._sent_image,
+            wake=report_wake,
+        )
+        self._workers = [
+            Submitter(
+                store,
+                client,
+                wiring.fax_builder(config, templates),
+                wiring.submit_settings(config),
+                gate=gate,
+                wake=submit_wake,
+            ),
+            StatusPoller(
+                store,
+                client,
+                interval=config.outbound.status_poll_interval,
+                gate=gate,
+                finished=report_wake,
+            ),
+            self._reporter,
+        ]
+        listen = wiring.listener_settings(config)
+        if listen is not None:
+            users = (
+                load_users(config.smtp_server.auth_users_file)
+                if (config.smtp_server.auth_users_file)
+                else {}
+            )
+            self.listener = SmtpListener(self.intake, listen, users=users)
+            await self.listener.start()
+        for worker in self._workers:
+            self._tasks[worker.name] = asyncio.create_task(
+                self._supervise(worker), name=worker.name
+            )
+        self._tasks["watchdog"] = asyncio.create_task(self._watchdog(), name="watchdog")
+        self._notifier.ready("serving")
+        log.info("fax-bridge started")
+
+    async def _sent_image(self, job: Job) -> bytes | None:
+        """The transmitted image of a job's fax as PDF, for its report (None if unavailable)."""
+        if self._client is None or job.fax_id is None:
+            return None
+        try:
+            tiff = await self._client.outbound_image(job.fax_id)
+            return await asyncio.to_thread(as_pdf, tiff)
+        except BridgeError as exc:
+            log.warning("job %s: sent image unavailable for the report: %s", job.id, exc)
+            return None
+
+    async def _supervise(self, worker: Worker) -> None:
+        """Run one worker; a crash is logged and the worker restarted after a pause."""
+        while not self._stopping.is_set():
+            try:
+                await worker.run(self._stopping)
+            except Exception:
+                log.exception("worker %s crashed; restarting it in 5s", worker.name)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), 5.0)
+            else:
+                return
+
+    async def _watchdog(self) -> None:
+        interval = self._notifier.watchdog_interval
+        if interval is None:
+            return
+        while not self._stopping.is_set():
+            # Running here proves the loop is responsive; the beats prove progress.
+            sick = [w.name for w in self._workers if not w.heartbeat.healthy()]
+            if sick:
+                log.error("not feeding the watchdog: no progress from %s", ", ".join(sick))
+            else:
+                self._notifier.watchdog()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval)
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown (SIGTERM, SIGINT)."""
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        """Reload the configuration file (SIGHUP)."""
+        if self._reload_task is None or self._reload_task.done():
+            self._reload_task = asyncio.create_task(self.reload())
+
+    async def reload(self) -> bool:
+        """Re-read the configuration; apply what can change while running."""
+        if self._config_path is None:
+            log.warning("reload requested, but the service was not started from a file")
+            return False
+        try:
+            new = await asyncio.to_thread(load_config, self._config_path)
+            templates = wiring.renderer(new)
+            users = (
+                load_users(new.smtp_server.auth_users_file)
+                if new.smtp_server.auth_users_file
+                else {}
+            )
+        except ConfigError as exc:
+            log.error("reload refused, the running configuration stays:\n%s", exc)
+            return False
+        old = self.config
+        for key in ("state_dir", "interfax", "smtp_server.listen", "mail.relay"):
+            first, _, rest = key.partition(".")
+            before, after = getattr(old, first), getattr(new, first)
+            if rest:
+                before, after = getattr(before, rest), getattr(after, rest)
+            if before != after:
+                log.warning("%s changed: it takes effect at the next restart", key)
+        if self.intake is not None:
+            self.intake.replace_policy(IntakePolicy.from_config(new))
+        if self.listener is not None:
+            self.listener.replace_users(users)
+        if self._reporter is not None:
+            self._reporter.replace_settings(wiring.report_settings(new), templates)
+        self.config = new
+        log.info("configuration reloaded")
+        return True
+
+    async def shutdown(self) -> None:
+        """Drain and stop; everything not finished stays queued for the next start."""
+        self._notifier.stopping()
+        log.info("stopping: draining in-flight work")
+        if self.listener is not None:
+            self.listener.start_draining()
+        self._stopping.set()
+        tasks = list(self._tasks.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.config.shutdown_timeout)
+            for task in pending:
+                log.warning("task %s did not finish in time; its work stays queued", task)
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self.listener is not None:
+            await self.listener.close()
+        if self._client is not None:
+            await self._client.aclose()
+        if self._store is not None:
+            await self._store.close()
+        log.info("stopped")
+
+    async def serve(self) -> None:
+        """Start, run until SIGTERM or SIGINT, then shut down gracefully."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        try:
+            await self.start()
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
