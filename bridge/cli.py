@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge import __version__
-from bridge.errors import ConfigError
+from bridge.errors import BridgeError, ConfigError
 
 if TYPE_CHECKING:
     from bridge.config import Config
+    from bridge.store import Store
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -25,9 +27,102 @@ def _cmd_version(_args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    if _load(args.config) is None:
+    config = _load(args.config)
+    if config is None:
         return EXIT_CONFIG
     print(f"{args.config}: OK")
+    if not args.probe:
+        return EXIT_OK
+    import asyncio
+
+    from bridge.admin import probe
+
+    failed = False
+    for what, ok, detail in asyncio.run(probe(config)):
+        print(f"{'ok' if ok else 'FAILED':6}  {what}: {detail}")
+        failed = failed or not ok
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+def _with_store(args: argparse.Namespace, work: Callable[[Config, Store], Awaitable[int]]) -> int:
+    """Run ``work`` with the configuration and the service's (shared) database."""
+    import asyncio
+
+    from bridge.store import Store
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+
+    async def run() -> int:
+        async with await Store.open(config.state_dir) as store:
+            return await work(config, store)
+
+    try:
+        return asyncio.run(run())
+    except BridgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _cmd_queue(args: argparse.Namespace) -> int:
+    from bridge import admin
+
+    async def work(config: Config, store: Store) -> int:
+        if args.action == "list":
+            rows = await admin.queue_list(store, state=args.state, limit=args.limit)
+            admin.emit(rows, as_json=args.json, columns=admin.QUEUE_COLUMNS)
+            return EXIT_OK
+        if args.id is None:
+            print(f"queue {args.action} needs a job id", file=sys.stderr)
+            return EXIT_FAILURE
+        if args.action == "show":
+            row = await admin.queue_show(store, args.id)
+            if row is None:
+                print(f"no job {args.id}", file=sys.stderr)
+                return EXIT_FAILURE
+            admin.emit(row, as_json=args.json)
+            return EXIT_OK
+        if args.action == "retry":
+            print(await admin.queue_retry(store, args.id))
+        else:
+            print(await admin.queue_cancel(store, config, args.id))
+        return EXIT_OK
+
+    return _with_store(args, work)
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    from bridge import admin
+
+    async def work(config: Config, store: Store) -> int:
+        files = [Path(f) for f in args.files]
+        reply = await admin.send_files(store, config, args.number, files, args.sender)
+        print(reply.line)
+        return EXIT_OK if reply.accepted else EXIT_FAILURE
+
+    return _with_store(args, work)
+
+
+def _cmd_balance(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bridge import wiring
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+
+    async def run() -> str:
+        async with wiring.interfax_client(config) as client:
+            return str(await client.balance())
+
+    try:
+        balance = asyncio.run(run())
+    except BridgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(json.dumps({"balance": balance}) if args.json else balance)
     return EXIT_OK
 
 
@@ -113,7 +208,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a configuration file")
     p.add_argument("-c", "--config", required=True, help="path to the YAML configuration")
+    p.add_argument(
+        "--probe", action="store_true", help="also try InterFAX credentials and the mail relay"
+    )
     p.set_defaults(func=_cmd_check_config)
+
+    p = sub.add_parser("queue", help="list, show, retry or cancel outbound fax jobs")
+    p.add_argument("action", choices=["list", "show", "retry", "cancel"])
+    p.add_argument("id", nargs="?", type=int, help="job id (show, retry, cancel)")
+    p.add_argument("-c", "--config", required=True, help="path to the YAML configuration")
+    p.add_argument("--state", help="list only jobs in this state")
+    p.add_argument("--limit", type=int, default=50, help="list at most this many (newest first)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_queue)
+
+    p = sub.add_parser("send", help="fax files through the same queue and policies as mail")
+    p.add_argument("number", help="destination fax number")
+    p.add_argument("files", nargs="+", help="documents to fax (PDF, TIFF, DOCX, ...)")
+    p.add_argument("--from", dest="sender", required=True, help="an allowed sender address")
+    p.add_argument("-c", "--config", required=True, help="path to the YAML configuration")
+    p.set_defaults(func=_cmd_send)
+
+    p = sub.add_parser("balance", help="print the InterFAX account balance")
+    p.add_argument("-c", "--config", required=True, help="path to the YAML configuration")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_balance)
 
     p = sub.add_parser("run", help="run the bridge (the systemd service runs this)")
     p.add_argument("-c", "--config", required=True, help="path to the YAML configuration")

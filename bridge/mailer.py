@@ -171,3 +171,33 @@ class Mailer:
             raise MailTransientError(f"relay unreachable: {type(exc).__name__}: {exc}") from exc
         refused = {rcpt: (resp.code, resp.message) for rcpt, resp in errors.items()}
         return SentMail(response=response, refused=refused)
+
+    async def probe(self) -> str:
+        """Connect, greet, secure and log in as configured, then quit; say what worked.
+
+        Raises the same errors as :meth:`send`, so ``check-config --probe`` can say
+        exactly which step failed and why.
+        """
+        s = self._settings
+        client = aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            username=s.username,
+            password=s.password,
+            local_hostname=s.local_hostname,
+            timeout=s.timeout,
+            use_tls=s.security is RelaySecurity.TLS,
+            start_tls=s.security is RelaySecurity.STARTTLS,
+            tls_context=self._tls_context,
+        )
+        try:
+            await client.connect()
+            await client.quit()
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise MailAuthError(f"relay refused authentication: {exc.code} {exc.message}") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            raise _classify_reply(exc.code, exc.message, "the session") from exc
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            raise MailTransientError(f"relay unreachable: {type(exc).__name__}: {exc}") from exc
+        login = f", logged in as {s.username}" if s.username else ""
+        return f"{s.host}:{s.port} answered ({s.security}{login})"

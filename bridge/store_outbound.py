@@ -170,6 +170,29 @@ class OutboundStore(StoreBase):
 
         return await self._write(run)
 
+    async def requeue(self, job_id: int, *, now: float) -> Job | None:
+        """A fresh ACCEPTED job (new reference) for the same message and destination.
+
+        Used by ``fax-bridge queue retry``. The old job keeps its state and reference: a
+        reference is never reused, so reconciliation can never mistake one fax for another.
+        Returns None when the job does not exist or its message bytes are gone.
+        """
+
+        def run(conn: Connection) -> Job | None:
+            row = conn.execute(
+                "SELECT j.message_id, j.destination, j.sender FROM jobs j"
+                " JOIN messages m ON m.id = j.message_id WHERE j.id = ? AND length(m.raw) > 0",
+                (job_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            new_id = _insert_job(
+                conn, row["message_id"], NewJob(row["destination"], row["sender"]), now
+            )
+            return _job(conn, new_id)
+
+        return await self._write(run)
+
     async def recover_interrupted(self, now: float) -> RecoveryReport:
         """At start-up, move every SUBMITTING job to IN_DOUBT (the POST may have gone out).
 
