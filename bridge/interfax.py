@@ -12,7 +12,9 @@ them need not import httpx). Every httpx exception is translated in
 from __future__ import annotations
 
 import logging
+import re
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,6 +100,7 @@ class InterfaxClient:
         chunk_size: int = MAX_CHUNK_SIZE,
         upload_threshold: int = MAX_CHUNK_SIZE,
         user_agent: str = DEFAULT_USER_AGENT,
+        observer: Callable[[str, float, str | None], None] | None = None,
     ) -> None:
         if not 0 < chunk_size <= MAX_CHUNK_SIZE:
             raise ValueError(f"chunk_size must be between 1 and {MAX_CHUNK_SIZE} bytes")
@@ -110,6 +113,7 @@ class InterfaxClient:
         self._username = username
         self._chunk_size = chunk_size
         self._upload_threshold = upload_threshold
+        self._observer = observer
         # The password lives only inside httpx's auth object: never in our attributes or repr.
         self._http = httpx.AsyncClient(
             base_url=self._base_url,
@@ -399,6 +403,12 @@ class InterfaxClient:
             f"GET {path}", False, reply.body, lambda body: build(wire.parse_json(body))
         )
 
+    def _observe(self, method: str, path: str, started: float, error: str | None) -> None:
+        if self._observer is not None:
+            # Ids become "{id}" so each endpoint is one metric series, not one per fax.
+            endpoint = f"{method} {_ID_SEGMENT.sub('/{id}', path)}"
+            self._observer(endpoint, time.monotonic() - started, error)
+
     async def _request(
         self,
         method: str,
@@ -413,14 +423,18 @@ class InterfaxClient:
     ) -> _Reply:
         endpoint = f"{method} {path}"
         extra = {**(headers or {}), **({"Accept": "application/json"} if accept_json else {})}
+        started = time.monotonic()
         try:
             response = await self._http.request(
                 method, f"{path}?{query}" if query else path, content=content, headers=extra
             )
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            self._observe(method, path, started, type(exc).__name__)
             raise _transport_error(exc, endpoint, mutating) from exc
         log.debug("InterFAX %s -> %d", endpoint, response.status_code)
-        if response.status_code in expect:
+        ok = response.status_code in expect
+        self._observe(method, path, started, None if ok else f"http_{response.status_code}")
+        if ok:
             return _Reply(
                 response.status_code,
                 response.content,
@@ -435,6 +449,9 @@ class InterfaxClient:
             retry_after=response.headers.get("Retry-After"),
             now=datetime.now(UTC),
         )
+
+
+_ID_SEGMENT = re.compile(r"/(?:[0-9]+|[0-9a-f]{32})(?=/|$)")
 
 
 async def _once(chunk: memoryview) -> AsyncIterator[bytes]:

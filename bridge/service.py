@@ -21,11 +21,13 @@ from pathlib import Path
 from bridge import headersafe, wiring
 from bridge.config import Config, load_config
 from bridge.errors import BridgeError, ConfigError
+from bridge.http_status import StatusServer, build_app
 from bridge.imaging import as_pdf
 from bridge.intake import Intake, IntakePolicy
 from bridge.interfax import InterfaxClient
 from bridge.jobs import Job
 from bridge.mailer import Mailer
+from bridge.maintenance import Maintenance
 from bridge.outbound import Submitter
 from bridge.reports import Reporter
 from bridge.sdnotify import SystemdNotifier
@@ -61,6 +63,9 @@ class Service:
         self.intake: Intake | None = None
         self._reporter: Reporter | None = None
         self._reload_task: asyncio.Task[bool] | None = None
+        self._status: StatusServer | None = None
+        self._gate: AuthGate | None = None
+        self._started = False
 
     @property
     def store(self) -> Store:
@@ -83,7 +88,7 @@ class Service:
             )
         self._client = client = wiring.interfax_client(config)
         mailer = Mailer(wiring.relay_settings(config))
-        gate = AuthGate("InterFAX")
+        self._gate = gate = AuthGate("InterFAX")
         submit_wake, report_wake = asyncio.Event(), asyncio.Event()
         self.intake = Intake(store, IntakePolicy.from_config(config), on_accepted=submit_wake.set)
         self._reporter = Reporter(
@@ -111,6 +116,15 @@ class Service:
                 finished=report_wake,
             ),
             self._reporter,
+            Maintenance(
+                store,
+                client,
+                mailer,
+                sender=wiring.mail_sender(config),
+                admin=config.mail.admin,
+                low_balance=config.interfax.low_balance_alert,
+                retention=config.retention,
+            ),
         ]
         listen = wiring.listener_settings(config)
         if listen is not None:
@@ -126,8 +140,32 @@ class Service:
                 self._supervise(worker), name=worker.name
             )
         self._tasks["watchdog"] = asyncio.create_task(self._watchdog(), name="watchdog")
+        if config.http.listen is not None:
+            app = build_app(store, self.readiness, templates)
+            self._status = StatusServer(app, config.http.listen.host, config.http.listen.port)
+            await self._status.start()
+        self._started = True
         self._notifier.ready("serving")
         log.info("fax-bridge started")
+
+    @property
+    def status_port(self) -> int | None:
+        """The bound port of the HTTP status endpoint, when it is on."""
+        return self._status.port if self._status is not None else None
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Whether the service does its job, and if not, why (for /readyz)."""
+        reasons = []
+        if not self._started:
+            reasons.append("starting")
+        if self._stopping.is_set():
+            reasons.append("shutting down")
+        if self._gate is not None and self._gate.paused:
+            reasons.append(f"InterFAX refuses our credentials ({self._gate.reason})")
+        reasons += [
+            f"{w.name} makes no progress" for w in self._workers if not w.heartbeat.healthy()
+        ]
+        return not reasons, reasons
 
     async def _sent_image(self, job: Job) -> bytes | None:
         """The transmitted image of a job's fax as PDF, for its report (None if unavailable)."""
@@ -225,6 +263,8 @@ class Service:
             await asyncio.gather(*pending, return_exceptions=True)
         if self.listener is not None:
             await self.listener.close()
+        if self._status is not None:
+            await self._status.close()
         if self._client is not None:
             await self._client.aclose()
         if self._store is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from bridge import metrics
 from bridge.config import Config
 from bridge.faxmodels import FitToPage, Orientation, PageSize, Rendering, Resolution
 from bridge.faxoptions import BodyMode, FaxDefaults
@@ -30,7 +31,7 @@ from bridge.reports import Notify, ReportSettings
 from bridge.smtp_server import ListenerSettings
 
 #: Templates every installation must be able to render (checked at start and reload).
-REQUIRED_TEMPLATES = ("cover.html.j2", "report.txt.j2", "report.html.j2")
+REQUIRED_TEMPLATES = ("cover.html.j2", "report.txt.j2", "report.html.j2", "status.html.j2")
 
 
 def renderer(config: Config) -> TemplateRenderer:
@@ -166,4 +167,5 @@ def interfax_client(config: Config) -> InterfaxClient:
         ca_bundle=ifx.ca_bundle,
         max_connections=ifx.max_connections,
         upload_threshold=ifx.upload_threshold,
+        observer=metrics.observe_interfax,
     )

@@ -28,6 +28,7 @@ def bridge_yaml(
     relay_port: int,
     extra: str = "",
     outbound: str = "",
+    http: bool = False,
 ) -> str:
     """A complete configuration for tests: loopback everything, fast polling."""
     text = f"""\
@@ -38,6 +39,8 @@ def bridge_yaml(
       timeout: 5s
     state_dir: {state_dir}
     shutdown_timeout: 10s
+    http:
+      listen: "{"127.0.0.1:0" if http else ""}"
     smtp_server:
       listen: 127.0.0.1:0
       fax_domain: fax.local

@@ -1,0 +1,198 @@
+"""The service lifecycle: systemd notifications, signals, reload, the status endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bridge.interfax import InterfaxClient
+from bridge.jobs import InboundRecord
+from bridge.mailbuild import MailAddress
+from bridge.mailer import Mailer, RelaySettings
+from bridge.maintenance import Maintenance
+from bridge.sandbox.server import RunningSandbox
+from bridge.store import Store
+from tests.bridge_harness import bridge_yaml, load, running_bridge
+from tests.conftest import SandboxControl
+from tests.smtp_sink import RunningSink, running_sink
+from tests.test_outbound_e2e import mail_with_pdf
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[RunningSink]:
+    async with running_sink() as s:
+        yield s
+
+
+async def test_status_endpoint_serves_health_readiness_metrics_and_an_escaped_page(
+    tmp_path: Path,
+    sandbox: RunningSandbox,
+    sandbox_control: SandboxControl,
+    sink: RunningSink,
+    make_pdf: Callable[..., bytes],
+) -> None:
+    text = bridge_yaml(
+        tmp_path / "state", interfax_url=sandbox.base_url, relay_port=sink.port, http=True
+    )
+    async with running_bridge(load(text, tmp_path)) as bridge:
+        port = bridge.service.status_port
+        assert port is not None
+        await bridge.send(mail_with_pdf(make_pdf()))
+        await bridge.service.store.inbound_seen(
+            InboundRecord(
+                message_id=42,
+                phone_number="+12125550100",
+                caller_id="<script>alert(1)</script>",
+                remote_csid="<b>csid</b>",
+                pages=1,
+                receive_time=1_700_000_000.0,
+                message_status=0,
+            ),
+            now=1_700_000_000.0,
+        )
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            assert (await http.get("/healthz")).text == "ok\n"
+            assert (await http.get("/readyz")).status_code == 200
+            metrics = (await http.get("/metrics")).text
+            page = (await http.get("/")).text
+    assert 'faxbridge_jobs{state="accepted"}' in metrics or 'state="submitted"' in metrics
+    assert "# TYPE faxbridge_interfax_request_seconds histogram" in metrics
+    assert 'faxbridge_inbound_faxes{state="seen"} 1' in metrics
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "+12125550100" in page
+
+
+async def test_readiness_reports_why_it_is_not_ready(
+    tmp_path: Path, sandbox: RunningSandbox, sink: RunningSink
+) -> None:
+    text = bridge_yaml(tmp_path / "state", interfax_url=sandbox.base_url, relay_port=sink.port)
+    async with running_bridge(load(text, tmp_path)) as bridge:
+        assert bridge.service.readiness() == (True, [])
+        assert bridge.service._gate is not None
+        bridge.service._gate.pause("401")
+        ready, reasons = bridge.service.readiness()
+    assert not ready
+    assert any("credentials" in r for r in reasons)
+
+
+async def test_low_balance_alerts_the_admin_once_a_day(
+    tmp_path: Path,
+    sandbox: RunningSandbox,
+    sandbox_control: SandboxControl,
+    sink: RunningSink,
+) -> None:
+    await sandbox_control.set_balance("1.5000")
+    now = [1_800_000_000.0]
+    async with (
+        await Store.open(tmp_path / "state") as store,
+        InterfaxClient(sandbox.base_url, "user", "secret") as client,
+    ):
+        work = Maintenance(
+            store,
+            client,
+            Mailer(RelaySettings(host=sink.host, port=sink.port, timeout=5)),
+            sender=MailAddress("fax@bridge.example.org"),
+            admin="admin@clinic.example.org",
+            low_balance=Decimal("5"),
+            retention=30 * 86400.0,
+            clock=lambda: now[0],
+        )
+        await work.run_once()
+        await work.run_once()
+        now[0] += 86400.0 + 1
+        await work.run_once()
+    assert [m.rcpt_tos for m in sink.received] == [["admin@clinic.example.org"]] * 2
+    assert "1.5000" in str(sink.received[0].parsed()["Subject"])
+
+
+# -- the real process ----------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def _datagram(sock: socket.socket, within: float = 20.0) -> str:
+    loop = asyncio.get_running_loop()
+    data = await asyncio.wait_for(loop.sock_recv(sock, 4096), within)
+    return data.decode()
+
+
+async def _until(sock: socket.socket, field: str) -> list[str]:
+    seen = []
+    while True:
+        message = await _datagram(sock)
+        seen.append(message)
+        if field in message.splitlines():
+            return seen
+
+
+async def _log_until(proc: asyncio.subprocess.Process, text: str) -> str:
+    """Read the process's log until a line containing ``text``; return what was read."""
+    assert proc.stderr is not None
+    seen = ""
+    while text not in seen:
+        line = await asyncio.wait_for(proc.stderr.readline(), 20)
+        if not line:
+            raise AssertionError(f"process ended before logging {text!r}:\n{seen}")
+        seen += line.decode()
+    return seen
+
+
+@pytest.mark.slow
+async def test_process_notifies_systemd_reloads_on_sighup_and_drains_on_sigterm(
+    tmp_path: Path, sandbox: RunningSandbox, sink: RunningSink
+) -> None:
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.setblocking(False)
+    config = tmp_path / "config.yaml"
+    text = bridge_yaml(tmp_path / "state", interfax_url=sandbox.base_url, relay_port=sink.port)
+    smtp_port = _free_port()
+    config.write_text(text.replace("127.0.0.1:0", f"127.0.0.1:{smtp_port}"))
+    env = {
+        **os.environ,
+        "NOTIFY_SOCKET": str(tmp_path / "notify.sock"),
+        "WATCHDOG_USEC": "400000",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "run", "-c", str(config),
+        env=env, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert "READY=1" in (await _datagram(notify)).splitlines()
+        # The watchdog is fed from the running loop while the workers beat.
+        await _until(notify, "WATCHDOG=1")
+
+        good = config.read_text()
+        config.write_text(good + "unknown_key: 1\n")
+        proc.send_signal(signal.SIGHUP)
+        # The refusal names the offending key on the record's continuation lines.
+        refused = await _log_until(proc, "unknown_key")
+        config.write_text(good + "log_level: info\n")
+        proc.send_signal(signal.SIGHUP)
+        reloaded = await _log_until(proc, "configuration reloaded")
+
+        proc.send_signal(signal.SIGTERM)
+        await _until(notify, "STOPPING=1")
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        notify.close()
+    assert "reload refused" in refused
+    assert "Traceback" not in refused + reloaded
