@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bridge.sandbox import account, control, documents, errors, inbound, outbound, page
+from bridge.sandbox import account, control, documents, errors, inbound, mailview, outbound, page
 from bridge.sandbox.web import SandboxContext, error_response
 
 
@@ -114,6 +114,7 @@ def create_app(sandbox: SandboxContext) -> Starlette:
         *account.routes(),
         *control.routes(),
         *page.routes(),
+        *mailview.routes(),
     ]
     app = Starlette(
         routes=routes,

@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from bridge.sandbox.formats import timestamp
+from bridge.sandbox.mailview import caught_mail
 from bridge.sandbox.web import context
 
 _TEMPLATE = """<!doctype html>
@@ -70,6 +71,20 @@ password.</p>
 {% endfor %}
 </table>
 {% else %}<p>None yet.</p>{% endif %}
+
+{% if mailbox_on %}
+<h2>Mail the bridge sent ({{ mail|length }})</h2>
+{% if mail %}
+<table>
+<tr><th>Date</th><th>From</th><th>To</th><th>Subject</th><th>Attachments</th><th></th></tr>
+{% for item in mail %}
+<tr><td>{{ item.date }}</td><td>{{ item.sender }}</td><td>{{ item.to }}</td>
+<td>{{ item.subject }}</td><td>{{ item.attachments|join(", ") }}</td>
+<td><a href="/_sandbox/mail/{{ item.name|urlencode }}">open (.eml)</a></td></tr>
+{% endfor %}
+</table>
+{% else %}<p>None yet.</p>{% endif %}
+{% endif %}
 
 <h2>Receive a fax</h2>
 <form method="post" action="/_sandbox/inbound" enctype="multipart/form-data">
@@ -154,7 +169,14 @@ async def index(request: Request) -> Response:
         for _, fax in sorted(state.inbound.items(), reverse=True)
     ]
     base = str(request.base_url).rstrip("/")
-    html = _page.render(base=base, outbound=outbound, inbound=inbound)
+    mailbox = context(request).mailbox
+    html = _page.render(
+        base=base,
+        outbound=outbound,
+        inbound=inbound,
+        mailbox_on=mailbox is not None,
+        mail=caught_mail(mailbox),
+    )
     return HTMLResponse(
         html, headers={"Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'"}
     )

@@ -50,6 +50,7 @@ class SandboxSettings:
     tls_key: Path | None = None
     state_file: Path | None = None
     step_seconds: float = 2.0
+    mailbox: Path | None = None
     initial_balance: Decimal = Decimal("100.0000")
     cost_per_unit: Decimal = Decimal("0.1500")
     clock: Callable[[], float] = field(default=time.time, repr=False)
@@ -203,6 +204,7 @@ async def running_sandbox(settings: SandboxSettings) -> AsyncIterator[RunningSan
         username=settings.username,
         password=settings.password,
         drop_connection=lambda scope: False,
+        mailbox=settings.mailbox,
     )
     config = uvicorn.Config(
         app=create_app(sandbox),

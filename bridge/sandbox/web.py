@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 from starlette.requests import Request
@@ -36,6 +37,8 @@ class SandboxContext:
     password: str
     # Aborts the connection that carries the request in ``scope``; False if it cannot.
     drop_connection: Callable[[Scope], bool]
+    # A Maildir whose messages the page lists (the demo's mail catcher), if any.
+    mailbox: Path | None = None
 
 
 def context(request: Request) -> SandboxContext:
