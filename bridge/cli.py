@@ -176,6 +176,32 @@ def _cmd_passwd(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from bridge import logsetup
+    from bridge.demo import DemoPorts, run_demo
+
+    logsetup.configure("text", "info")
+    # The demo prints what matters; keep routine service chatter for warnings.
+    logging.getLogger("bridge").setLevel(logging.WARNING)
+    ports = DemoPorts(
+        sandbox=args.sandbox_port,
+        smtp=args.smtp_port,
+        catcher=args.catcher_port,
+        http=args.http_port,
+    )
+    try:
+        asyncio.run(run_demo(ports, workdir=Path(args.dir) if args.dir else None))
+    except OSError as exc:
+        print(
+            f"cannot start the demo: {exc} (is another program using these ports?)", file=sys.stderr
+        )
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
 def _cmd_sandbox(args: argparse.Namespace) -> int:
     # Only the CLI imports the sandbox: the bridge's runtime never does.
     from bridge.sandbox.server import SandboxSettings, run_forever
@@ -245,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     p.set_defaults(func=_cmd_passwd)
+
+    p = sub.add_parser("demo", help="the sandbox, the bridge and a mail catcher on one machine")
+    p.add_argument("--sandbox-port", type=int, default=8089, help="default %(default)s")
+    p.add_argument("--smtp-port", type=int, default=2525, help="default %(default)s")
+    p.add_argument("--catcher-port", type=int, default=2526, help="default %(default)s")
+    p.add_argument("--http-port", type=int, default=9120, help="status page; default %(default)s")
+    p.add_argument("--dir", help="keep state and caught mail here (default: a new temp dir)")
+    p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("sandbox", help="run the built-in InterFAX sandbox (a local simulator)")
     p.add_argument("--listen", default="127.0.0.1:8089", help="host:port (default %(default)s)")
