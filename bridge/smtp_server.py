@@ -4,10 +4,16 @@ aiosmtpd runs on the service's own event loop (``loop.create_server``, not the
 thread-owning ``Controller``). Every decision is delegated to :class:`bridge.intake.Intake`;
 this module only adapts the dialogue:
 
-* peers outside ``trusted_networks`` must authenticate (AUTH needs TLS first);
+* peers outside ``trusted_networks`` must authenticate (AUTH needs TLS first); the
+  scrypt check of a password runs in a worker thread, never on the event loop;
+* our checks see each MAIL and RCPT path exactly as the client wrote it: aiosmtpd
+  normalises ``<@a,@b:1555@fax.local>`` and ``<"1555"@fax.local>`` to ``1555@fax.local``,
+  which would hide the source route and the quoting that intake must refuse;
 * replies that aiosmtpd words itself get precise enhanced status codes;
 * any exception in a hook answers ``451 4.3.0``: never aiosmtpd's default
   ``500 Error: (OSError) ...``, which both refuses permanently and leaks internals;
+  after the final dot the transaction ends whatever happened, so a failed message
+  never leaves its envelope behind for the next ``MAIL`` on the same connection;
 * while draining for shutdown, new sessions are greeted with ``421`` and closed.
 """
 
@@ -17,7 +23,7 @@ import asyncio
 import ipaddress
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AnyStr
@@ -50,6 +56,14 @@ class ListenerSettings:
     session_timeout: float = 300.0
 
 
+def _written_path(arg: str) -> str:
+    """The MAIL or RCPT path as the client wrote it: inside ``<...>``, else up to a space."""
+    text = arg.lstrip()
+    if text.startswith("<"):
+        return text[1:].partition(">")[0]
+    return text.partition(" ")[0]
+
+
 def _rewrite(status: str, max_size: int) -> str:
     """Give aiosmtpd's own size refusals the enhanced code RFC 3463 prescribes."""
     if status.startswith("552 Error"):
@@ -75,6 +89,54 @@ class _FaxSMTP(SMTP):
                 self.transport.close()
             return
         await super()._handle_client()
+
+    def _create_session(self) -> Session:
+        return _Session(self.loop)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd parses the path with the email header parser, which drops a source
+        # route and unquotes a quoted local part. Keep its syntax check and its split of
+        # the parameters, but decide on the path as written (the null path stays "<>").
+        address, rest = super()._getaddr(arg)
+        if address and address != "<>":
+            address = _written_path(arg) or address
+        return address, rest
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._settle(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._settle(await super().auth_LOGIN(_, args))
+
+    async def _settle(self, result: AuthResult) -> AuthResult:
+        """Check the credentials :class:`_Authenticator` collected, in a worker thread.
+
+        A scrypt check costs tens of milliseconds of CPU; on the event loop every
+        other session, and the workers, would stall for each AUTH attempt.
+        """
+        credentials = result.auth_data
+        if result.success or not isinstance(credentials, LoginPassword):
+            return result
+        name = await asyncio.to_thread(self._listener.check_credentials, credentials)
+        if name is None:
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=name)
+
+
+class _Session(Session):
+    """aiosmtpd's session without the deprecated ``login_data`` warning.
+
+    aiosmtpd 1.4 sets ``login_data`` itself after every successful AUTH and logs a
+    deprecation warning each time; we never read it.
+    """
+
+    @property
+    def login_data(self) -> Any:
+        return self._login_data
+
+    @login_data.setter
+    def login_data(self, value: Any) -> None:
+        self._login_data = value
 
 
 class _Handler:
@@ -127,6 +189,14 @@ class _Handler:
         return f"250 2.1.5 Fax to {result.international} OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        # Answered here rather than through handle_exception: aiosmtpd resets the
+        # envelope only when this hook returns, and the next MAIL would get a 503.
+        try:
+            return await self._data(envelope)
+        except Exception as error:
+            return await self.handle_exception(error)
+
+    async def _data(self, envelope: Envelope) -> str:
         intake = self._listener.intake
         numbers = []
         for address in envelope.rcpt_tos:
@@ -148,18 +218,15 @@ class _Handler:
 
 
 class _Authenticator:
-    def __init__(self, listener: SmtpListener) -> None:
-        self._listener = listener
+    """aiosmtpd calls this synchronously, on the loop: it only hands the credentials on.
+
+    The verdict comes from :meth:`_FaxSMTP._settle`, which checks them in a thread.
+    """
 
     def __call__(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
     ) -> AuthResult:
-        users = self._listener.users
-        if isinstance(data, LoginPassword) and users:
-            name = data.login.decode("utf-8", "replace")
-            if check_login(users, name, data.password.decode("utf-8", "replace")):
-                return AuthResult(success=True, auth_data=name)
-        return AuthResult(success=False, handled=False)
+        return AuthResult(success=False, handled=False, auth_data=data)
 
 
 class SmtpListener:
@@ -200,7 +267,7 @@ class SmtpListener:
             "ident": "fax-bridge",
             "timeout": self.settings.session_timeout,
             "auth_require_tls": True,
-            "authenticator": _Authenticator(self),
+            "authenticator": _Authenticator(),
         }
         if self._tls is not None:
             kwargs["tls_context"] = self._tls
@@ -225,6 +292,71 @@ class SmtpListener:
             await self._server.wait_closed()
             self._server = None
 
+    def check_credentials(self, credentials: LoginPassword) -> str | None:
+        """The user name when the login and password match (slow: scrypt), else None."""
+        users = self.users
+        if not users:
+            return None
+        name = credentials.login.decode("utf-8", "replace")
+        if check_login(users, name, credentials.password.decode("utf-8", "replace")):
+            return name
+        return None
+
     def replace_users(self, users: Mapping[str, PasswordHash]) -> None:
         """Use a new users table (configuration reload)."""
         self.users = users
+
+
+class _CatchAll:
+    """aiosmtpd hooks for the demo's mail catcher: take everything, hand it on."""
+
+    def __init__(self, sink: Callable[[bytes], Awaitable[None]]) -> None:
+        self._sink = sink
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content
+        assert isinstance(raw, bytes)
+        await self._sink(raw)
+        return "250 2.0.0 Caught"
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("mail catcher error; answered 451", exc_info=error)
+        return TRY_LATER.line
+
+
+class MailCatcher:
+    """A catch-all SMTP server for ``fax-bridge demo``: every message goes to ``sink``.
+
+    It accepts mail for anybody, so it must only ever listen on loopback.
+    """
+
+    def __init__(self, host: str, port: int, sink: Callable[[bytes], Awaitable[None]]) -> None:
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError("the mail catcher accepts everything: loopback only")
+        self._host, self._port, self._sink = host, port, sink
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        if self._server is None:
+            raise RuntimeError("catcher not started")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def start(self) -> None:
+        """Bind and serve."""
+        loop = asyncio.get_running_loop()
+        handler = _CatchAll(self._sink)
+        self._server = await loop.create_server(
+            lambda: SMTP(handler, decode_data=False, hostname="mail-catcher", ident="fax-bridge"),
+            host=self._host,
+            port=self._port,
+        )
+
+    async def close(self) -> None:
+        """Stop serving."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
