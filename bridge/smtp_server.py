@@ -154,6 +154,18 @@ class _Handler:
             return False
         return any(address in net for net in self._listener.settings.trusted_networks)
 
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        # Our replies carry RFC 3463 enhanced codes: say so (RFC 2034).
+        return [*responses[:-1], "250-ENHANCEDSTATUSCODES", responses[-1]]
+
     async def handle_MAIL(
         self,
         server: SMTP,
@@ -268,6 +280,9 @@ class SmtpListener:
             "timeout": self.settings.session_timeout,
             "auth_require_tls": True,
             "authenticator": _Authenticator(),
+            # Password guessing costs a new connection every 3 tries; everything else is
+            # limited by the session timeout and max_recipients, not by a count.
+            "command_call_limit": {"AUTH": 3, "*": 100_000},
         }
         if self._tls is not None:
             kwargs["tls_context"] = self._tls

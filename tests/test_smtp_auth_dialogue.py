@@ -246,3 +246,20 @@ async def test_real_client_with_starttls_and_auth_gets_its_fax_sent(
 
         [fax] = await eventually(faxed, what="the fax at the sandbox")
         assert fax["faxNumber"].lstrip("+") == "12025550100"
+
+
+async def test_password_guessing_costs_a_new_connection_every_three_tries(
+    secured: SmtpProbe,
+) -> None:
+    for _ in range(3):
+        assert (await secured.command(_plain("alice", "guess"))).code == 535
+    reply = await secured.command(_plain("alice", "s3cret"))
+    assert reply.status == "421 4.7.0"
+    assert await secured.at_eof()
+
+
+async def test_ehlo_advertises_enhanced_status_codes(bridge: RunningBridge) -> None:
+    async with await SmtpProbe.open(bridge.smtp_port) as probe:
+        ehlo = await probe.ehlo()
+    assert "ENHANCEDSTATUSCODES" in ehlo.lines
+    assert ehlo.lines[-1] == "HELP"
