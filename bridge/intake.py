@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from bridge import metrics
 from bridge.config import Config
 from bridge.jobs import MessageSource, NewJob, RateLimitCheck, RateLimited
 from bridge.mailmodel import MailRefusal, ParseLimits
@@ -126,6 +127,10 @@ class IntakePolicy:
         )
 
 
+def _refused(reason: str) -> None:
+    metrics.MESSAGES.inc(outcome="refused", reason=reason)
+
+
 class Intake:
     """Decides on each step of an offered message and commits accepted ones."""
 
@@ -158,6 +163,7 @@ class Intake:
         decision = check_envelope_sender(mail_from, self._policy.senders)
         if not decision.allowed:
             log.info("refused sender (%s)", decision.reason)
+            _refused(decision.reason)
             return NOT_AUTHORISED
         return None
 
@@ -167,16 +173,19 @@ class Intake:
         if policy.default_country is None:
             return NO_OUTBOUND
         if accepted_so_far >= policy.max_recipients:
+            _refused("too_many_recipients")
             return Reply(452, "4.5.3", "Too many recipients")
         number = parse_fax_recipient(
             address, fax_domain=policy.fax_domain, default_country=policy.default_country
         )
         if isinstance(number, Refusal):
             log.info("refused recipient (%s)", number.metric)
+            _refused(number.metric)
             return Reply.from_refusal(number)
         refusal = check_destination(number, policy.destinations)
         if refusal is not None:
             log.info("refused destination %s (%s)", number.e164, refusal.metric)
+            _refused(refusal.metric)
             return Reply.from_refusal(refusal)
         return number
 
@@ -199,13 +208,16 @@ class Intake:
             parsed = await asyncio.to_thread(parse_message, raw, limits=policy.parse_limits)
             if isinstance(parsed, MailRefusal):
                 log.info("refused malformed message: %s", parsed.reason)
+                _refused("malformed")
                 return Reply(parsed.smtp_code, parsed.enhanced_code, parsed.reason)
             if parsed.automatic is not None:
                 log.info("refused automatic message (%s)", parsed.automatic)
+                _refused("automatic")
                 return AUTOMATIC
             decision = authorise(mail_from, parsed.from_values, policy.senders)
             if not decision.allowed or decision.sender is None:
                 log.info("refused message (%s)", decision.reason)
+                _refused(decision.reason)
                 return NOT_AUTHORISED
             # Reports go to Reply-To only when that address is itself allowed: a report
             # must never reach anybody who could not have sent the fax themselves.
@@ -224,14 +236,18 @@ class Intake:
             )
         except RateLimited as exc:
             log.info("rate limit reached: %s", exc)
+            _refused("rate_limited")
             return RATE_LIMITED
         except Exception:
             log.exception("could not accept a message; answering 451")
+            _refused("internal_error")
             return TRY_LATER
         refs = ", ".join(job.reference for job in result.created)
         if not result.created:
+            metrics.MESSAGES.inc(outcome="accepted", reason="duplicate")
             return Reply(250, "2.0.0", "Already queued (duplicate of an earlier message)")
         log.info("accepted message for %d fax(es): %s", len(result.created), refs)
+        metrics.MESSAGES.inc(outcome="accepted", reason="ok")
         if self._on_accepted is not None:
             self._on_accepted()
         return Reply(250, "2.0.0", f"Queued for faxing as {refs}")

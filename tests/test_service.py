@@ -47,6 +47,11 @@ async def test_status_endpoint_serves_health_readiness_metrics_and_an_escaped_pa
         port = bridge.service.status_port
         assert port is not None
         await bridge.send(mail_with_pdf(make_pdf()))
+        refused, _ = await bridge.send(
+            mail_with_pdf(make_pdf(), message_id="<m2@clinic>"),
+            recipients=["+12125550100@fax.local", "+19005550100@fax.local"],
+        )
+        assert "+19005550100@fax.local" in refused
         await bridge.service.store.inbound_seen(
             InboundRecord(
                 message_id=42,
@@ -66,6 +71,8 @@ async def test_status_endpoint_serves_health_readiness_metrics_and_an_escaped_pa
             page = (await http.get("/")).text
     assert 'faxbridge_jobs{state="accepted"}' in metrics or 'state="submitted"' in metrics
     assert "# TYPE faxbridge_interfax_request_seconds histogram" in metrics
+    assert 'faxbridge_messages_total{outcome="accepted",reason="ok"}' in metrics
+    assert 'faxbridge_messages_total{outcome="refused",reason="blocked_number_type"}' in metrics
     assert 'faxbridge_inbound_faxes{state="seen"} 1' in metrics
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
