@@ -1,0 +1,267 @@
+"""Inbound benchmark (issue 4 §6): drain 500 received faxes into a local SMTP sink.
+
+Starts the InterFAX sandbox (``python -m bridge sandbox``) and an aiosmtpd sink, each in
+its own process so neither shares this interpreter's GIL, receives ``--count`` faxes
+with a small PDF through the sandbox's control API, adds ``--latency-ms`` to every API
+request, then times one :meth:`InboundWorker.poll_once` that lists, downloads, mails and
+marks every fax, with the durable store (WAL, ``synchronous=FULL``) in a temporary
+directory.
+
+Two bounds are printed. The API bound: each fax needs two API round trips of its own
+(image, mark read), so with ``concurrency`` faxes in flight no drain can beat
+``N x 2 x latency / concurrency``. The measured-chain bound (when concurrency 1 is run):
+one fax's whole chain as measured alone (both round trips plus the sandbox's own
+handling, the mail, the store commits and our CPU), times N, divided by the concurrency;
+it shows how well concurrency overlaps the chains. The list requests (``N / 25`` pages,
+one after another) overlap with the processing. Goal: drain time <= 1.25x the bound.
+Not a test: it prints numbers.
+
+    .venv/bin/python bench/inbound.py [--count 500] [--latency-ms 20] [--concurrency 1,4,16]
+
+Bridge CPU is this process's (event loop and store thread). When it approaches the
+drain time the worker is CPU-bound and more concurrency cannot bring it nearer the bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bridge.config import parse_config  # noqa: E402
+from bridge.inbound import InboundSettings, InboundWorker  # noqa: E402
+from bridge.interfax import InterfaxClient  # noqa: E402
+from bridge.mailbuild import MailAddress  # noqa: E402
+from bridge.mailer import Mailer, RelaySettings  # noqa: E402
+from bridge.render import TemplateRenderer  # noqa: E402
+from bridge.store import Store  # noqa: E402
+from bridge.workers import AuthGate  # noqa: E402
+
+USER, PASSWORD = "bench", "bench-secret"
+NUMBER = "+12125550100"
+PDF = (
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+    b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+    b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]>>endobj\n"
+    b"trailer<</Root 1 0 R>>\n%%EOF\n"
+)
+CALLS_PER_FAX = 2  # GET /inbound/faxes/{id}/image, POST /inbound/faxes/{id}/mark
+PAGE_SIZE = 25
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited early")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{what} did not listen on {port} within 30 s")
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- the sink process -------------------------------------------------------------------
+
+
+def serve_sink(port: int) -> None:
+    """An aiosmtpd relay that accepts everything and prints how many mails it got on SIGTERM."""
+    from aiosmtpd.smtp import SMTP
+
+    received = 0
+
+    class Handler:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            nonlocal received
+            received += 1
+            return "250 2.0.0 OK"
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        server = await loop.create_server(
+            lambda: SMTP(Handler(), hostname="sink.bench"), host="127.0.0.1", port=port
+        )
+        await stop.wait()
+        server.close()
+        print(received, flush=True)
+
+    asyncio.run(main())
+
+
+# -- the benchmark ----------------------------------------------------------------------
+
+
+async def _receive(control: httpx.AsyncClient, count: int) -> None:
+    gate = asyncio.Semaphore(16)
+
+    async def one(index: int) -> None:
+        async with gate:
+            reply = await control.post(
+                "/_sandbox/inbound",
+                files={"file": ("fax.pdf", PDF, "application/pdf")},
+                data={"phoneNumber": NUMBER, "callerId": "+12125550199", "remoteCSID": "BENCH"},
+            )
+            reply.raise_for_status()
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+
+
+def _settings(state_dir: Path, concurrency: int) -> InboundSettings:
+    config = parse_config(
+        f"interfax:\n  username: {USER}\n  password: {PASSWORD}\n"
+        f"state_dir: {state_dir}\n"
+        "mail:\n  from: fax@bench.example.org\n"
+        f"inbound:\n  concurrency: {concurrency}\n"
+        f'  routes:\n    "{NUMBER}": [desk@bench.example.org]\n',
+        source="bench",
+        environ={},
+    )
+    return InboundSettings.from_config(config, sender=MailAddress("fax@bench.example.org"))
+
+
+async def _run_one(
+    base_url: str, sink_port: int, count: int, latency_ms: int, concurrency: int
+) -> dict[str, float]:
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as control:
+        (await control.post("/_sandbox/reset")).raise_for_status()
+        await _receive(control, count)
+        faults = {"latency_ms": latency_ms, "paths": ["/inbound"]}
+        (await control.post("/_sandbox/faults", json=faults)).raise_for_status()
+        with tempfile.TemporaryDirectory(prefix="fax-bridge-bench-") as tmp:
+            store = await Store.open(Path(tmp))
+            client = InterfaxClient(base_url, USER, PASSWORD, max_connections=concurrency + 2)
+            try:
+                worker = InboundWorker(
+                    store,
+                    client,
+                    Mailer(RelaySettings("127.0.0.1", sink_port, timeout=30)),
+                    TemplateRenderer(),
+                    _settings(Path(tmp), concurrency),
+                    gate=AuthGate("InterFAX"),
+                )
+                cpu = time.process_time()
+                start = time.perf_counter()
+                report = await worker.poll_once()
+                elapsed = time.perf_counter() - start
+                cpu = time.process_time() - cpu
+            finally:
+                await client.aclose()
+                await store.close()
+        (await control.delete("/_sandbox/faults")).raise_for_status()
+        listed = (await control.get("/_sandbox/inbound")).json()
+    unread = sum(1 for fax in listed if fax["imageStatus"] != "READ")
+    if report.delivered != count or unread:
+        raise SystemExit(f"incomplete drain: {report} ({unread} still unread)")
+    return {"elapsed": elapsed, "cpu": cpu}
+
+
+async def _bench(args: argparse.Namespace, base_url: str, sink_port: int) -> None:
+    latency = args.latency_ms / 1000
+    pages = -(-args.count // PAGE_SIZE)
+    print(
+        f"{args.count} inbound faxes, {args.latency_ms} ms added to each InterFAX request, "
+        f"{CALLS_PER_FAX} requests of its own per fax, {pages} list pages of {PAGE_SIZE}"
+    )
+    chain: float | None = None  # one fax's whole chain, measured at concurrency 1
+    for concurrency in sorted(args.concurrency):
+        result = await _run_one(base_url, sink_port, args.count, args.latency_ms, concurrency)
+        elapsed = result["elapsed"]
+        if concurrency == 1:
+            chain = elapsed / args.count
+        bound = args.count * CALLS_PER_FAX * latency / concurrency
+        ratio = f"{elapsed / bound:.2f}x" if bound else "n/a"
+        print(
+            f"concurrency {concurrency:3d}: drained in {elapsed:.2f} s; "
+            f"API bound {bound:.2f} s (N x {CALLS_PER_FAX} x {args.latency_ms} ms / "
+            f"{concurrency}), ratio {ratio} (goal <= 1.25x)"
+        )
+        if chain is not None:
+            measured = args.count * chain / concurrency
+            print(
+                f"{'':17s}measured-chain bound {measured:.2f} s (N x {chain * 1000:.1f} ms, "
+                f"one fax's whole chain alone, / {concurrency}), ratio {elapsed / measured:.2f}x"
+            )
+        print(
+            f"{'':17s}{args.count / elapsed:.0f} faxes/s, bridge CPU {result['cpu']:.2f} s "
+            f"({result['cpu'] / args.count * 1000:.1f} ms per fax)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=500)
+    parser.add_argument("--latency-ms", type=int, default=20)
+    parser.add_argument(
+        "--concurrency",
+        type=lambda text: [int(x) for x in text.split(",")],
+        default=[1, 4, 16],
+        help="comma-separated values of inbound.concurrency to run (default 1,4,16)",
+    )
+    parser.add_argument("--serve-sink", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_sink:
+        serve_sink(args.serve_sink)
+        return
+    sandbox_port, sink_port = _free_port(), _free_port()
+    command = [sys.executable, "-m", "bridge", "sandbox", "--listen", f"127.0.0.1:{sandbox_port}"]
+    sandbox = subprocess.Popen(
+        [*command, "--username", USER, "--password", PASSWORD],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    sink = subprocess.Popen(
+        [sys.executable, __file__, "--serve-sink", str(sink_port)], stdout=subprocess.PIPE
+    )
+    try:
+        _wait_listening(sandbox_port, sandbox, "sandbox")
+        _wait_listening(sink_port, sink, "sink")
+        asyncio.run(_bench(args, f"http://127.0.0.1:{sandbox_port}", sink_port))
+    finally:
+        sandbox_cpu, sink_cpu = _cpu_seconds(sandbox.pid), _cpu_seconds(sink.pid)
+        sandbox.terminate()
+        sink.terminate()
+        sandbox.wait(30)
+        out, _ = sink.communicate(timeout=30)
+    mails = int(out.strip() or 0)
+    expected = args.count * len(args.concurrency)
+    print(
+        f"sink received {mails} mails (expected {expected}); "
+        f"CPU: sandbox {sandbox_cpu:.2f} s, sink {sink_cpu:.2f} s"
+    )
+    if mails != expected:
+        raise SystemExit("the sink did not receive exactly one mail per fax")
+
+
+if __name__ == "__main__":
+    main()

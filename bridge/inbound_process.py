@@ -1,0 +1,412 @@
+"""One received fax, from the ledger to every mailbox and back to InterFAX as read.
+
+:class:`FaxProcessor` takes a fax in the inbound ledger and moves it as far as it can:
+
+``SEEN`` --route, download, store the image--> ``DOWNLOADED`` --each recipient's delivery
+recorded--> ``DELIVERED`` --mark read at InterFAX--> ``MARKED_READ``; no route at all:
+``UNROUTED`` (the fax stays unread, the admin is told once).
+
+Each arrow is one durable store transaction, taken only after the side effect it records
+succeeded, so a crash anywhere repeats at most the step in hand: a download (harmless), a
+mark-read (harmless), or one recipient's mail whose 250 arrived just before the crash (the
+same deterministic Message-ID lets the mailbox side recognise it). Deliveries are per
+recipient: a partial failure retries only the recipients still pending.
+
+Failures never loop hot: the fax gets ``next_attempt_at`` from :class:`Backoff` and the
+poller only takes it up again when it is due. A 401 from InterFAX pauses the shared
+:class:`AuthGate` instead of counting against the fax.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+from bridge import maildir
+from bridge.errors import AuthError, BridgeError, PermanentError, TransientError
+from bridge.imaging import is_pdf
+from bridge.inbound_mail import (
+    FaxFacts,
+    FaxImages,
+    build_admin_notice,
+    build_fax_mail,
+    facts_of,
+    prepare_images,
+)
+from bridge.inbound_settings import InboundSettings
+from bridge.interfax import InterfaxClient
+from bridge.interfax_errors import InterfaxNotFoundError
+from bridge.jobs import (
+    DeliveryChannel,
+    DeliveryState,
+    InboundDelivery,
+    InboundFax,
+    InboundRecipient,
+    InboundState,
+)
+from bridge.mailer import Mailer, MessageTooLarge
+from bridge.render import TemplateRenderer
+from bridge.routing import Decision, Presentation, route_fax
+from bridge.store import Store
+from bridge.workers import AuthGate, Backoff
+
+log = logging.getLogger(__name__)
+
+#: ``next_attempt_at`` of a fax with nothing left to do (DELIVERED with mark_read off).
+NEVER = 253402300799.0  # 9999-12-31T23:59:59Z
+
+ImapAppend = Callable[[bytes, str, datetime], Awaitable[None]]
+"""``deliver: imap``: put a mail into a folder, dated the fax's receive time, returning only
+once the server accepted it (``bridge.imap_delivery.ImapDelivery.append_fax_mail``)."""
+
+
+class Deferred(BridgeError):
+    """This fax cannot go further now; try again after ``delay`` (None: the backoff)."""
+
+    def __init__(self, message: str, *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class FaxProcessor:
+    """Moves single faxes of the ledger forward; shared by every task of the poller."""
+
+    def __init__(
+        self,
+        store: Store,
+        client: InterfaxClient,
+        mailer: Mailer,
+        renderer: TemplateRenderer,
+        settings: InboundSettings,
+        *,
+        gate: AuthGate,
+        backoff: Backoff,
+        counters: collections.Counter[str],
+        imap: ImapAppend | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._mailer = mailer
+        self.renderer = renderer
+        self.settings = settings
+        self._gate = gate
+        self._backoff = backoff
+        self._counters = counters
+        self._imap = imap
+        self._clock = clock
+
+    def route(self, fax: InboundFax) -> Decision | None:
+        """The route of ``fax`` under the current configuration."""
+        return route_fax(
+            self.settings.routing,
+            phone_number=fax.phone_number,
+            caller_id=fax.caller_id,
+            remote_csid=fax.remote_csid,
+        )
+
+    def facts(self, fax: InboundFax) -> FaxFacts:
+        """``fax`` cleaned for mails."""
+        mail = self.settings.mail
+        return facts_of(fax, timezone=mail.timezone, default_country=mail.default_country)
+
+    async def process(self, fax: InboundFax) -> InboundFax | None:
+        """Take ``fax`` as far as possible now; its ledger row afterwards (None if gone)."""
+        try:
+            current = fax
+            if current.state in (InboundState.SEEN, InboundState.DOWNLOADED):
+                delivered = await self._deliver(current)
+                if delivered is None:
+                    return await self._store.inbound_get(fax.message_id)
+                current = delivered
+            if current.state is InboundState.DELIVERED:
+                return await self._finish(current)
+            return current
+        except Deferred as exc:
+            log.info("fax %d: %s", fax.message_id, exc)
+            await self._later(fax.message_id, str(exc), delay=exc.delay)
+        except AuthError as exc:
+            self._gate.pause(str(exc))
+            await self._later(fax.message_id, str(exc), delay=0.0, count=False)
+        except TransientError as exc:
+            log.warning("fax %d: will try again: %s", fax.message_id, exc)
+            await self._later(fax.message_id, str(exc), retry_after=exc.retry_after)
+        except Exception as exc:  # a permanent error or a bug: slow retries, never a lost fax
+            log.error("fax %d: %s", fax.message_id, exc, exc_info=not isinstance(exc, BridgeError))
+            await self._later(fax.message_id, f"{type(exc).__name__}: {exc}")
+        return await self._store.inbound_get(fax.message_id)
+
+    # -- delivery ---------------------------------------------------------------------
+
+    async def _deliver(self, fax: InboundFax) -> InboundFax | None:
+        decision = self.route(fax)
+        if decision is None:
+            # No route now; recipients recorded earlier (under an older configuration)
+            # were promised the fax and still get it.
+            deliveries = await self._store.inbound_deliveries(fax.message_id)
+            if not deliveries:
+                await self._unrouted(fax)
+                return None
+            presentation = Presentation()
+        else:
+            imap = any(t.channel is DeliveryChannel.IMAP for t in decision.targets)
+            if imap and self._imap is None:
+                log.error(
+                    "fax %d: its route says deliver: imap, but no IMAP delivery is set up; "
+                    "the fax stays unread at InterFAX",
+                    fax.message_id,
+                )
+                raise Deferred("deliver: imap is not available", delay=self._backoff.cap)
+            wanted = [InboundRecipient(t.recipient, t.channel) for t in decision.targets]
+            deliveries = await self._store.inbound_set_recipients(fax.message_id, wanted)
+            presentation = decision.presentation
+        todo = [d for d in deliveries if d.state is not DeliveryState.DELIVERED]
+        if not todo:
+            # Everyone has it (a repeated "done" is harmless and promotes the fax).
+            last = deliveries[-1]
+            return await self._store.inbound_delivery_done(
+                fax.message_id, last.recipient, last.smtp_message_id or "", now=self._clock()
+            )
+        facts = self.facts(fax)
+        images = await self._images(fax, facts, presentation) if presentation.attach else None
+        result: InboundFax | None = None
+        failed: list[str] = []
+        for delivery in todo:
+            outcome = await self._deliver_one(facts, delivery, presentation, images)
+            if isinstance(outcome, str):
+                failed.append(outcome)
+            elif outcome is not None:
+                result = outcome
+        if failed:
+            raise Deferred("delivery failed for " + "; ".join(failed))
+        if result is not None and result.state is InboundState.DELIVERED:
+            self._counters["faxes_delivered"] += 1
+            log.info("fax %d: delivered to %d recipient(s)", fax.message_id, len(deliveries))
+        return result
+
+    async def _images(
+        self, fax: InboundFax, facts: FaxFacts, presentation: Presentation
+    ) -> FaxImages:
+        stored = None
+        if fax.state is InboundState.DOWNLOADED:
+            stored = await self._store.inbound_image(fax.message_id)
+        if stored is None:
+            image = await self._client.inbound_image(fax.message_id)
+            stored = image.data, image.content_type
+            if fax.state is InboundState.SEEN:
+                await self._store.inbound_store_image(
+                    fax.message_id, image.data, image.content_type, now=self._clock()
+                )
+        data, content_type = stored
+        args = (
+            data,
+            content_type,
+            presentation.format,
+            facts,
+            self.settings.mail.filename_template,
+        )
+        if is_pdf(data):  # nothing to convert: counting its pages takes microseconds
+            return prepare_images(*args)
+        return await asyncio.to_thread(prepare_images, *args)
+
+    async def _deliver_one(
+        self,
+        facts: FaxFacts,
+        delivery: InboundDelivery,
+        presentation: Presentation,
+        images: FaxImages | None,
+    ) -> InboundFax | str | None:
+        """Deliver to one recipient: the fax row after recording it, or the error text."""
+        message = self._mail(facts, delivery, presentation, images)
+        try:
+            try:
+                await self._send(delivery, message, facts)
+            except MessageTooLarge as exc:
+                log.warning(
+                    "fax %d: too large for the relay for %s, sending a notice instead: %s",
+                    facts.message_id,
+                    delivery.recipient,
+                    exc,
+                )
+                note = (
+                    f"The fax was too large for the mail server ({exc.smtp_code} "
+                    f"{exc.smtp_text}), so it is not attached. Download it from the InterFAX "
+                    f"web portal (message {facts.message_id}) while InterFAX keeps it."
+                )
+                message = self._mail(facts, delivery, presentation, None, note)
+                await self._send(delivery, message, facts)
+                self._counters["too_large"] += 1
+        except (TransientError, PermanentError, AuthError) as exc:
+            return await self._failed(facts, delivery, exc)
+        self._counters["mails_delivered"] += 1
+        return await self._store.inbound_delivery_done(
+            facts.message_id, delivery.recipient, str(message["Message-ID"]), now=self._clock()
+        )
+
+    def _mail(
+        self,
+        facts: FaxFacts,
+        delivery: InboundDelivery,
+        presentation: Presentation,
+        images: FaxImages | None,
+        *notes: str,
+    ) -> EmailMessage:
+        return build_fax_mail(
+            facts,
+            recipient=delivery.recipient,
+            channel=delivery.channel,
+            presentation=presentation,
+            images=images,
+            settings=self.settings.mail,
+            renderer=self.renderer,
+            now=datetime.now(UTC),
+            extra_notes=notes,
+        )
+
+    async def _send(
+        self, delivery: InboundDelivery, message: EmailMessage, facts: FaxFacts
+    ) -> None:
+        if delivery.channel is DeliveryChannel.SMTP:
+            sender = self.settings.mail.sender.addr_spec
+            await self._mailer.send(message, sender=sender, recipients=[delivery.recipient])
+        elif delivery.channel is DeliveryChannel.MAILDIR:
+            data = message.as_bytes(policy=message.policy.clone(linesep="\n"))
+            await asyncio.to_thread(maildir.deliver, Path(delivery.recipient), data)
+        elif self._imap is not None:
+            await self._imap(message.as_bytes(), delivery.recipient, facts.received)
+        else:
+            raise Deferred("deliver: imap is not available", delay=self._backoff.cap)
+
+    async def _failed(self, facts: FaxFacts, delivery: InboundDelivery, exc: BridgeError) -> str:
+        permanent = isinstance(exc, PermanentError)
+        if isinstance(exc, AuthError):
+            log.critical("the mail relay refused our credentials; fax mails wait: %s", exc)
+        elif permanent and delivery.state is DeliveryState.PENDING:
+            # The first permanent refusal for this recipient: tell the admin, once. If the
+            # notice itself cannot go out now, the delivery stays PENDING to try again.
+            details = {"recipient": delivery.recipient, "error": str(exc)}
+            permanent = await self._tell_admin(facts, "rejected", details)
+        log.warning("fax %d: delivery to %s failed: %s", facts.message_id, delivery.recipient, exc)
+        self._counters["delivery_failures"] += 1
+        await self._store.inbound_delivery_failed(
+            facts.message_id, delivery.recipient, str(exc), permanent=permanent
+        )
+        return f"{delivery.recipient}: {exc}"
+
+    # -- no route, admin ------------------------------------------------------------------
+
+    async def _unrouted(self, fax: InboundFax) -> None:
+        facts = self.facts(fax)
+        log.warning(
+            "fax %d to %s from %s: no route and no default route; it stays unread at InterFAX",
+            fax.message_id,
+            facts.number,
+            facts.sender,
+        )
+        if not await self._tell_admin(facts, "unrouted", {}):
+            raise Deferred("could not tell the admin about a fax without a route")
+        moved = await self._store.inbound_transition(
+            fax.message_id,
+            expect=(InboundState.SEEN, InboundState.DOWNLOADED),
+            to=InboundState.UNROUTED,
+            now=self._clock(),
+            last_error=f"no route for {facts.number}",
+        )
+        if moved is not None:
+            self._counters["faxes_unrouted"] += 1
+
+    async def _tell_admin(self, facts: FaxFacts, problem: str, details: Mapping[str, str]) -> bool:
+        """Send a notice to mail.admin; False only when it should be tried again later."""
+        admin = self.settings.admin
+        if admin is None:
+            log.error("fax %d: %s (set mail.admin to be told by mail)", facts.message_id, problem)
+            return True
+        notice = build_admin_notice(
+            facts,
+            admin=admin,
+            problem=problem,
+            details=details,
+            settings=self.settings.mail,
+            renderer=self.renderer,
+            now=datetime.now(UTC),
+        )
+        try:
+            sender = self.settings.mail.sender.addr_spec
+            await self._mailer.send(notice, sender=sender, recipients=[admin])
+        except (TransientError, AuthError) as exc:
+            log.warning("fax %d: cannot tell the admin now: %s", facts.message_id, exc)
+            return False
+        except PermanentError as exc:
+            log.error(
+                "fax %d: the relay refused the notice to the admin: %s", facts.message_id, exc
+            )
+        self._counters["admin_notices"] += 1
+        return True
+
+    # -- marking, scheduling ------------------------------------------------------------
+
+    async def _finish(self, fax: InboundFax) -> InboundFax | None:
+        now = self._clock()
+        if not self.settings.mark_read:
+            # Left unread on purpose; the ledger remembers it was delivered.
+            return await self._store.inbound_transition(
+                fax.message_id,
+                expect=InboundState.DELIVERED,
+                to=InboundState.DELIVERED,
+                now=now,
+                next_attempt_at=NEVER,
+                last_error=None,
+            )
+        error = None
+        try:
+            await self._client.mark_read(fax.message_id)
+        except InterfaxNotFoundError as exc:
+            log.warning("fax %d: InterFAX no longer has it, nothing to mark", fax.message_id)
+            error = f"not marked read: {exc}"
+        marked = await self._store.inbound_transition(
+            fax.message_id,
+            expect=InboundState.DELIVERED,
+            to=InboundState.MARKED_READ,
+            now=self._clock(),
+            last_error=error,
+        )
+        self._counters["faxes_marked_read"] += 1
+        return marked
+
+    async def _later(
+        self,
+        message_id: int,
+        error: str,
+        *,
+        delay: float | None = None,
+        retry_after: float | None = None,
+        count: bool = True,
+    ) -> None:
+        """Leave the fax in its state and take it up again after a delay."""
+        try:
+            current = await self._store.inbound_get(message_id)
+            if current is None or current.state in (
+                InboundState.MARKED_READ,
+                InboundState.UNROUTED,
+            ):
+                return
+            if delay is None:
+                delay = self._backoff.delay(current.attempts + 1, retry_after=retry_after)
+            now = self._clock()
+            await self._store.inbound_transition(
+                message_id,
+                expect=current.state,
+                to=current.state,
+                now=now,
+                next_attempt_at=now + delay,
+                last_error=error[:1000],
+                count_attempt=count,
+            )
+        except BridgeError as exc:
+            log.error("fax %d: could not record the failure (%s): %s", message_id, error, exc)

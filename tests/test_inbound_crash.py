@@ -1,0 +1,159 @@
+"""Crash safety of fax to email: a worker dies at each step, a new one resumes from the ledger.
+
+A crash is simulated by a ``BaseException`` raised right after (or before) one durable
+step, which no handler in the worker catches: the poll dies mid-fax as a killed process
+would, with the ledger exactly as that step left it. The restart opens a new store
+handle and a new InterFAX client on the same state directory. Every scenario must end
+with exactly one mail per recipient and the fax marked read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.interfax import InterfaxClient
+from bridge.interfax_models import InboundImage
+from bridge.jobs import InboundState
+from bridge.sandbox.server import RunningSandbox
+from tests.conftest import SandboxControl, minimal_pdf
+from tests.inbound_harness import InboundHarness, inbound_harness
+
+A, B = "a@clinic.example.org", "b@clinic.example.org"
+ROUTE = f'routes:\n  "+12125550100": [{A}, {B}]\n'
+
+
+class Crash(BaseException):
+    """The process died here."""
+
+
+@pytest.fixture
+async def h(
+    sandbox: RunningSandbox, sandbox_control: SandboxControl, tmp_path: Path
+) -> AsyncIterator[InboundHarness]:
+    async with inbound_harness(sandbox, sandbox_control, tmp_path) as harness:
+        yield harness
+
+
+def crash_after(target: object, name: str, *, calls: int = 1) -> None:
+    """Make ``target.name`` crash right after its ``calls``-th call returned."""
+    original: Callable[..., Awaitable[Any]] = getattr(target, name)
+    seen = 0
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        nonlocal seen
+        result = await original(*args, **kwargs)
+        seen += 1
+        if seen == calls:
+            raise Crash(name)
+        return result
+
+    setattr(target, name, wrapper)
+
+
+def crash_before(target: object, name: str) -> None:
+    """Make ``target.name`` crash instead of running."""
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        raise Crash(name)
+
+    setattr(target, name, wrapper)
+
+
+class CountingClient(InterfaxClient):
+    """The real client, counting image downloads."""
+
+    downloads = 0
+
+    async def inbound_image(self, message_id: int) -> InboundImage:
+        CountingClient.downloads += 1
+        return await super().inbound_image(message_id)
+
+
+async def crashed_poll(h: InboundHarness) -> None:
+    with pytest.raises(BaseExceptionGroup) as info:
+        await h.worker(ROUTE).poll_once()
+    assert info.group_contains(Crash)
+
+
+async def restart_and_poll(h: InboundHarness, fax_id: int) -> None:
+    await h.restart()
+    CountingClient.downloads = 0
+    async with CountingClient(h.sandbox.base_url, "user", "secret") as client:
+        await h.worker(ROUTE, client=client).poll_once()
+    assert (await h.fax(fax_id)).state is InboundState.MARKED_READ
+    assert await h.image_status(fax_id) == "READ"
+
+
+def assert_one_mail_each(h: InboundHarness) -> None:
+    assert sorted(m.rcpt_tos[0] for m in h.sink.received) == [A, B]
+
+
+async def test_crash_after_the_download_resumes_without_downloading_again(
+    h: InboundHarness,
+) -> None:
+    fax_id = await h.control.receive_fax(minimal_pdf(pages=2), phone_number="+12125550100")
+    crash_after(h.store, "inbound_store_image")
+    await crashed_poll(h)
+    assert (await h.fax(fax_id)).state is InboundState.DOWNLOADED
+    assert h.sink.received == []
+    await restart_and_poll(h, fax_id)
+    assert CountingClient.downloads == 0
+    assert_one_mail_each(h)
+
+
+async def test_crash_after_one_delivery_was_recorded_mails_only_the_other(
+    h: InboundHarness,
+) -> None:
+    fax_id = await h.control.receive_fax(minimal_pdf(), phone_number="+12125550100")
+    crash_after(h.store, "inbound_delivery_done")
+    await crashed_poll(h)
+    assert len(h.sink.received) == 1
+    await restart_and_poll(h, fax_id)
+    assert_one_mail_each(h)
+
+
+async def test_crash_after_every_delivery_before_the_mark(h: InboundHarness) -> None:
+    fax_id = await h.control.receive_fax(minimal_pdf(), phone_number="+12125550100")
+    assert h.client is not None
+    crash_before(h.client, "mark_read")
+    await crashed_poll(h)
+    assert (await h.fax(fax_id)).state is InboundState.DELIVERED
+    assert await h.image_status(fax_id) == "UNREAD"
+    await restart_and_poll(h, fax_id)
+    assert CountingClient.downloads == 0
+    assert_one_mail_each(h)
+
+
+async def test_crash_after_the_mark_before_its_commit_marks_again_harmlessly(
+    h: InboundHarness,
+) -> None:
+    fax_id = await h.control.receive_fax(minimal_pdf(), phone_number="+12125550100")
+    assert h.client is not None
+    crash_after(h.client, "mark_read")
+    await crashed_poll(h)
+    assert (await h.fax(fax_id)).state is InboundState.DELIVERED
+    assert await h.image_status(fax_id) == "READ"
+    await restart_and_poll(h, fax_id)
+    assert_one_mail_each(h)
+
+
+async def test_crash_between_the_relay_250_and_the_ledger_repeats_the_same_message(
+    h: InboundHarness,
+) -> None:
+    # The one window the ledger cannot close: the relay took the mail, we died before
+    # recording it. The repeat carries the same Message-ID, so mail systems can drop it.
+    fax_id = await h.control.receive_fax(minimal_pdf(), phone_number="+12125550100")
+    crash_before(h.store, "inbound_delivery_done")
+    await crashed_poll(h)
+    [first] = h.sink.received
+    await restart_and_poll(h, fax_id)
+    to_first = [m for m in h.sink.received if m.rcpt_tos == first.rcpt_tos]
+    assert len(to_first) == 2
+    ids = {str(message_from_bytes(m.data, policy=policy.default)["Message-ID"]) for m in to_first}
+    assert len(ids) == 1
+    assert sorted({m.rcpt_tos[0] for m in h.sink.received}) == [A, B]
