@@ -23,12 +23,14 @@ from bridge.config import Config, load_config
 from bridge.errors import BridgeError, ConfigError
 from bridge.http_status import StatusServer, build_app
 from bridge.imaging import as_pdf
+from bridge.inbound import InboundWorker
 from bridge.intake import Intake, IntakePolicy
 from bridge.interfax import InterfaxClient
 from bridge.jobs import Job
 from bridge.mailer import Mailer
 from bridge.maintenance import Maintenance
 from bridge.outbound import Submitter
+from bridge.render import TemplateRenderer
 from bridge.reports import Reporter
 from bridge.sdnotify import SystemdNotifier
 from bridge.smtp_auth import load_users
@@ -66,6 +68,8 @@ class Service:
         self._status: StatusServer | None = None
         self._gate: AuthGate | None = None
         self._started = False
+        self._inbound: InboundWorker | None = None
+        self._mailer: Mailer | None = None
 
     @property
     def store(self) -> Store:
@@ -99,6 +103,9 @@ class Service:
             fetch_image=self._sent_image,
             wake=report_wake,
         )
+        # A report the last process was sending when it died must not wait out its lease.
+        await self._reporter.resume_interrupted(time.time())
+        self._mailer = mailer
         self._workers = [
             Submitter(
                 store,
@@ -126,6 +133,10 @@ class Service:
                 retention=config.retention,
             ),
         ]
+        inbound = wiring.inbound_settings(config)
+        if inbound.routing.configured:
+            self._inbound = InboundWorker(store, client, mailer, templates, inbound, gate=gate)
+            self._workers.append(self._inbound)
         listen = wiring.listener_settings(config)
         if listen is not None:
             users = (
@@ -136,9 +147,7 @@ class Service:
             self.listener = SmtpListener(self.intake, listen, users=users)
             await self.listener.start()
         for worker in self._workers:
-            self._tasks[worker.name] = asyncio.create_task(
-                self._supervise(worker), name=worker.name
-            )
+            self._start_worker(worker)
         self._tasks["watchdog"] = asyncio.create_task(self._watchdog(), name="watchdog")
         if config.http.listen is not None:
             app = build_app(store, self.readiness, templates)
@@ -166,6 +175,9 @@ class Service:
             f"{w.name} makes no progress" for w in self._workers if not w.heartbeat.healthy()
         ]
         return not reasons, reasons
+
+    def _start_worker(self, worker: Worker) -> None:
+        self._tasks[worker.name] = asyncio.create_task(self._supervise(worker), name=worker.name)
 
     async def _sent_image(self, job: Job) -> bytes | None:
         """The transmitted image of a job's fax as PDF, for its report (None if unavailable)."""
@@ -243,9 +255,25 @@ class Service:
             self.listener.replace_users(users)
         if self._reporter is not None:
             self._reporter.replace_settings(wiring.report_settings(new), templates)
+        self._reload_inbound(new, templates)
         self.config = new
         log.info("configuration reloaded")
         return True
+
+    def _reload_inbound(self, new: Config, templates: TemplateRenderer) -> None:
+        settings = wiring.inbound_settings(new)
+        if self._inbound is not None:
+            if not settings.routing.configured:
+                log.warning("inbound routes were removed: received faxes will stay unrouted")
+            self._inbound.replace_settings(settings, templates)
+        elif settings.routing.configured and self._store and self._client and self._gate:
+            assert self._mailer is not None
+            log.info("inbound routes configured: starting the fax-to-email side")
+            self._inbound = InboundWorker(
+                self._store, self._client, self._mailer, templates, settings, gate=self._gate
+            )
+            self._workers.append(self._inbound)
+            self._start_worker(self._inbound)
 
     async def shutdown(self) -> None:
         """Drain and stop; everything not finished stays queued for the next start."""

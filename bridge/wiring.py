@@ -12,6 +12,8 @@ from bridge import metrics
 from bridge.config import Config
 from bridge.faxmodels import FitToPage, Orientation, PageSize, Rendering, Resolution
 from bridge.faxoptions import BodyMode, FaxDefaults
+from bridge.inbound_settings import InboundSettings
+from bridge.inbound_settings import required_templates as inbound_templates
 from bridge.interfax import InterfaxClient
 from bridge.jobs import Job
 from bridge.mailbuild import MailAddress
@@ -35,10 +37,15 @@ REQUIRED_TEMPLATES = ("cover.html.j2", "report.txt.j2", "report.html.j2", "statu
 
 
 def renderer(config: Config) -> TemplateRenderer:
-    """The template renderer, with every required template compiled once."""
+    """The template renderer, with every template ``config`` may use compiled once."""
     result = TemplateRenderer(config.templates_dir)
-    result.check(*REQUIRED_TEMPLATES)
+    result.check(*REQUIRED_TEMPLATES, *inbound_templates(config))
     return result
+
+
+def inbound_settings(config: Config) -> InboundSettings:
+    """The fax-to-email side's settings."""
+    return InboundSettings.from_config(config, sender=mail_sender(config))
 
 
 def parse_limits(config: Config) -> ParseLimits:
