@@ -139,6 +139,34 @@ async def queue_cancel(store: Store, config: Config, job_id: int) -> str:
     return f"job {job_id} is {job.state} and cannot be cancelled"
 
 
+#: What ``inbound list`` shows for people.
+INBOUND_COLUMNS = ("message_id", "state", "phone_number", "caller_id", "remote_csid", "pages",
+                   "received", "last_error")  # fmt: skip
+
+
+async def inbound_list(store: Store, *, limit: int) -> list[dict[str, Any]]:
+    """The newest received faxes with their delivery state."""
+    rows = []
+    for fax in await store.inbound_faxes(limit=limit):
+        row = asdict(fax)
+        row["state"] = str(fax.state)
+        row["received"] = _when(fax.receive_time)
+        row["deliveries"] = [
+            {"recipient": d.recipient, "state": str(d.state), "last_error": d.last_error}
+            for d in await store.inbound_deliveries(fax.message_id)
+        ]
+        rows.append(row)
+    return rows
+
+
+async def inbound_redeliver(store: Store, message_id: int) -> str:
+    """Deliver a received fax again to all its recipients (by the running service)."""
+    fax = await store.inbound_redeliver(message_id, now=time.time())
+    if fax is None:
+        return f"no received fax {message_id}"
+    return f"fax {message_id} will be delivered again ({fax.state}); the service does it shortly"
+
+
 def _attachment_type(path: Path) -> tuple[str, str]:
     ext = extension_of(path.name)
     try:

@@ -92,6 +92,23 @@ def _cmd_queue(args: argparse.Namespace) -> int:
     return _with_store(args, work)
 
 
+def _cmd_inbound(args: argparse.Namespace) -> int:
+    from bridge import admin
+
+    async def work(config: Config, store: Store) -> int:
+        if args.action == "list":
+            rows = await admin.inbound_list(store, limit=args.limit)
+            admin.emit(rows, as_json=args.json, columns=admin.INBOUND_COLUMNS)
+            return EXIT_OK
+        if args.id is None:
+            print("inbound redeliver needs a message id", file=sys.stderr)
+            return EXIT_FAILURE
+        print(await admin.inbound_redeliver(store, args.id))
+        return EXIT_OK
+
+    return _with_store(args, work)
+
+
 def _cmd_send(args: argparse.Namespace) -> int:
     from bridge import admin
 
@@ -247,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50, help="list at most this many (newest first)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_queue)
+
+    p = sub.add_parser("inbound", help="list received faxes, or deliver one again")
+    p.add_argument("action", choices=["list", "redeliver"])
+    p.add_argument("id", nargs="?", type=int, help="InterFAX message id (redeliver)")
+    p.add_argument("-c", "--config", required=True, help="path to the YAML configuration")
+    p.add_argument("--limit", type=int, default=50, help="list at most this many (newest first)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_inbound)
 
     p = sub.add_parser("send", help="fax files through the same queue and policies as mail")
     p.add_argument("number", help="destination fax number")

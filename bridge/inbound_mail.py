@@ -79,6 +79,7 @@ class FaxFacts:
     received: datetime  # in the configured time zone
     message_status: int
     recording_duration: int | None
+    redelivery: int = 0  # how often an operator asked to deliver it again
 
     @property
     def sender(self) -> str:
@@ -124,6 +125,7 @@ def facts_of(fax: InboundFax, *, timezone: tzinfo, default_country: str | None) 
         received=datetime.fromtimestamp(fax.receive_time, UTC).astimezone(timezone),
         message_status=fax.message_status,
         recording_duration=duration if isinstance(duration, int) else None,
+        redelivery=int(fax.meta.get("redelivery", 0)),
     )
 
 
@@ -257,8 +259,15 @@ def template_context(facts: FaxFacts) -> dict[str, Any]:
     }
 
 
-def fax_message_id(message_id: int, recipient: str, domain: str) -> str:
-    """The stable Message-ID of the mail of fax ``message_id`` to ``recipient``."""
+def fax_message_id(message_id: int, recipient: str, domain: str, redelivery: int = 0) -> str:
+    """The stable Message-ID of the mail of fax ``message_id`` to ``recipient``.
+
+    A redelivery an operator asked for gets a new one: mailboxes that deduplicate on
+    Message-ID would hide it otherwise. A repeat after a crash keeps the old one.
+    """
+    if redelivery:
+        parts = ("inbound", str(message_id), recipient, f"redelivery-{redelivery}")
+        return deterministic_message_id(*parts, domain=domain)
     return deterministic_message_id("inbound", str(message_id), recipient, domain=domain)
 
 
@@ -302,7 +311,9 @@ def build_fax_mail(
         text=renderer.render(text_name, **context),
         html=renderer.render(html_name, **context),
         date=now,
-        message_id=fax_message_id(facts.message_id, recipient, settings.message_id_domain),
+        message_id=fax_message_id(
+            facts.message_id, recipient, settings.message_id_domain, facts.redelivery
+        ),
         attachments=attachments,
     )
 

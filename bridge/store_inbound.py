@@ -216,6 +216,40 @@ class InboundStore(StoreBase):
 
         return await self._read(run)
 
+    async def inbound_redeliver(self, message_id: int, *, now: float) -> InboundFax | None:
+        """Deliver a received fax again to every recipient (``fax-bridge inbound redeliver``).
+
+        Every delivery goes back to PENDING and ``meta["redelivery"]`` counts up, so the
+        new mails get new Message-IDs (a mailbox that deduplicates on Message-ID would
+        otherwise hide them). The fax goes back to DOWNLOADED, or to SEEN when retention
+        removed its image, and is due now. None when there is no such fax.
+        """
+
+        def run(conn: Connection) -> InboundFax | None:
+            row = conn.execute(
+                "SELECT meta, image IS NOT NULL AS has_image FROM inbound_faxes"
+                " WHERE message_id = ?",
+                (message_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            meta = json.loads(row["meta"] or "{}")
+            meta["redelivery"] = int(meta.get("redelivery", 0)) + 1
+            state = InboundState.DOWNLOADED if row["has_image"] else InboundState.SEEN
+            conn.execute(
+                "UPDATE inbound_faxes SET state = ?, meta = ?, next_attempt_at = ?, attempts = 0,"
+                " last_error = NULL, updated_at = ? WHERE message_id = ?",
+                (state, json.dumps(meta, sort_keys=True), now, now, message_id),
+            )
+            conn.execute(
+                "UPDATE inbound_deliveries SET state = 'pending', smtp_message_id = NULL,"
+                " delivered_at = NULL, attempts = 0, last_error = NULL WHERE message_id = ?",
+                (message_id,),
+            )
+            return _inbound(conn, message_id)
+
+        return await self._write(run)
+
     async def inbound_get(self, message_id: int) -> InboundFax | None:
         """One fax of the ledger, or None."""
         return await self._read(lambda conn: _inbound(conn, message_id))

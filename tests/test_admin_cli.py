@@ -197,3 +197,40 @@ async def test_version_prints_the_package_version() -> None:
 
     code, out, _ = await fax_bridge("version")
     assert (code, out.strip()) == (0, f"fax-bridge {__version__}")
+
+
+async def test_inbound_list_and_redeliver_send_the_fax_again_with_a_new_message_id(
+    tmp_path: Path,
+    sandbox: RunningSandbox,
+    sandbox_control: SandboxControl,
+    sink: RunningSink,
+    make_pdf: Callable[..., bytes],
+) -> None:
+    from tests.bridge_harness import load, running_bridge
+
+    text = bridge_yaml(
+        tmp_path / "state",
+        interfax_url=sandbox.base_url,
+        relay_port=sink.port,
+        extra="inbound:\n  poll_interval: 0.2s\n  default_route: [frontdesk@clinic.example.org]\n",
+    )
+    config_file = tmp_path / "inbound.yaml"
+    config_file.write_text(text)
+    async with running_bridge(load(text, tmp_path)):
+        message_id = await sandbox_control.receive_fax(make_pdf(), phone_number="+12125550100")
+        [first] = await sink.handler.wait_for(1)
+        code, out, _ = await fax_bridge("inbound", "list", "-c", str(config_file), "--json")
+        assert code == 0
+        [listed] = json.loads(out)
+        assert listed["message_id"] == message_id
+        assert listed["deliveries"][0]["state"] == "delivered"
+        code, out, _ = await fax_bridge(
+            "inbound", "redeliver", str(message_id), "-c", str(config_file)
+        )
+        assert code == 0, out
+        second = (await sink.handler.wait_for(2))[1]
+    assert second.rcpt_tos == first.rcpt_tos == ["frontdesk@clinic.example.org"]
+    assert second.parsed()["Message-ID"] != first.parsed()["Message-ID"]
+    assert [p.get_content() for p in second.parsed().iter_attachments()] == [
+        p.get_content() for p in first.parsed().iter_attachments()
+    ]
