@@ -50,6 +50,7 @@ from typing import Any, Final, TypeVar
 from bridge import store_schema as schema
 from bridge.errors import StoreError
 from bridge.jobs import PurgeReport, StoreDiagnostics, StoreVersionError
+from bridge.store_imap import ImapStore
 from bridge.store_inbound import InboundStore
 from bridge.store_outbound import OutboundStore
 from bridge.store_schema import Connection
@@ -63,12 +64,13 @@ _WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
 _T = TypeVar("_T")
 
 
-class Store(OutboundStore, InboundStore):
+class Store(OutboundStore, InboundStore, ImapStore):
     """The bridge's durable state. Create with :meth:`open`; close with :meth:`close`.
 
     The public methods are defined by the mixins: :class:`OutboundStore`
-    (messages, jobs, rate limits) and :class:`InboundStore` (the inbound
-    ledger). This class owns the connection, its thread and the transactions.
+    (messages, jobs, rate limits), :class:`InboundStore` (the inbound
+    ledger) and :class:`ImapStore` (the IMAP intake ledger). This class owns
+    the connection, its thread and the transactions.
     """
 
     def __init__(self, path: Path, executor: ThreadPoolExecutor, conn: sqlite3.Connection) -> None:

@@ -129,8 +129,35 @@ _V1: Final = (
     """,
 )
 
+# Version 2: the IMAP intake ledger (bridge/store_imap.py), one row per message seen in
+# a watched folder, keyed like IMAP itself identifies a message for good.
+_V2: Final = (
+    """
+    CREATE TABLE imap_seen (
+        account     TEXT    NOT NULL CHECK (account <> ''),
+        folder      TEXT    NOT NULL CHECK (folder <> ''),
+        uidvalidity INTEGER NOT NULL CHECK (uidvalidity > 0),
+        uid         INTEGER NOT NULL CHECK (uid > 0),
+        state       TEXT    NOT NULL CHECK (state IN (
+                        'seen', 'enqueued', 'refused', 'done', 'rejected', 'vanished')),
+        message_id  TEXT,
+        sha256      TEXT    NOT NULL CHECK (length(sha256) = 64),
+        subject     TEXT,
+        reason      TEXT,
+        report_to   TEXT,
+        reported_at REAL,
+        attempts    INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+        last_error  TEXT,
+        created_at  REAL    NOT NULL,
+        updated_at  REAL    NOT NULL,
+        PRIMARY KEY (account, folder, uidvalidity, uid)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX imap_seen_open ON imap_seen (account, folder, state)",
+)
+
 #: Every schema step, oldest first. ``len(MIGRATIONS)`` is the current version.
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1,)
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2)
 
 
 # -- rows to values -----------------------------------------------------------------
