@@ -279,14 +279,17 @@ class FaxProcessor:
             data = message.as_bytes(policy=message.policy.clone(linesep="\n"))
             await asyncio.to_thread(maildir.deliver, Path(delivery.recipient), data)
         elif self._imap is not None:
-            await self._imap(message.as_bytes(), delivery.recipient, facts.received)
+            # IMAP wants CRLF line ends in an APPEND literal.
+            data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+            await self._imap(data, delivery.recipient, facts.received)
         else:
             raise Deferred("deliver: imap is not available", delay=self._backoff.cap)
 
     async def _failed(self, facts: FaxFacts, delivery: InboundDelivery, exc: BridgeError) -> str:
         permanent = isinstance(exc, PermanentError)
         if isinstance(exc, AuthError):
-            log.critical("the mail relay refused our credentials; fax mails wait: %s", exc)
+            where = "the IMAP server" if delivery.channel is DeliveryChannel.IMAP else "the relay"
+            log.critical("%s refused our credentials; fax mails wait: %s", where, exc)
         elif permanent and delivery.state is DeliveryState.PENDING:
             # The first permanent refusal for this recipient: tell the admin, once. If the
             # notice itself cannot go out now, the delivery stays PENDING to try again.

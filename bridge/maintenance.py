@@ -72,9 +72,13 @@ class Maintenance:
         except BridgeError as exc:
             log.warning("balance check failed: %s", exc)
         try:
-            report = await self._store.purge(self._clock() - self._retention)
+            cutoff = self._clock() - self._retention
+            report = await self._store.purge(cutoff)
             if any(astuple(report)):
                 log.info("retention removed %s", report)
+            imap_rows = await self._store.imap_purge(cutoff)
+            if imap_rows:
+                log.info("retention removed %d IMAP ledger rows", imap_rows)
         except BridgeError as exc:
             log.warning("retention purge failed: %s", exc)
 

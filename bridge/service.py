@@ -24,6 +24,7 @@ from bridge.errors import BridgeError, ConfigError
 from bridge.http_status import StatusServer, build_app
 from bridge.imaging import as_pdf
 from bridge.inbound import InboundWorker
+from bridge.inbound_process import ImapAppend
 from bridge.intake import Intake, IntakePolicy
 from bridge.interfax import InterfaxClient
 from bridge.jobs import Job
@@ -135,8 +136,12 @@ class Service:
         ]
         inbound = wiring.inbound_settings(config)
         if inbound.routing.configured:
-            self._inbound = InboundWorker(store, client, mailer, templates, inbound, gate=gate)
+            self._inbound = InboundWorker(
+                store, client, mailer, templates, inbound, gate=gate, imap=self._imap_append()
+            )
             self._workers.append(self._inbound)
+        if config.imap_in is not None:
+            self._workers.append(wiring.imap_intake(config, store, self.intake, mailer))
         listen = wiring.listener_settings(config)
         if listen is not None:
             users = (
@@ -175,6 +180,12 @@ class Service:
             f"{w.name} makes no progress" for w in self._workers if not w.heartbeat.healthy()
         ]
         return not reasons, reasons
+
+    def _imap_append(self) -> ImapAppend | None:
+        """APPEND for ``deliver: imap`` routes, when ``imap_out`` is configured."""
+        if self.config.imap_out is None:
+            return None
+        return wiring.imap_delivery(self.config.imap_out).append_fax_mail
 
     def _start_worker(self, worker: Worker) -> None:
         self._tasks[worker.name] = asyncio.create_task(self._supervise(worker), name=worker.name)
@@ -270,7 +281,13 @@ class Service:
             assert self._mailer is not None
             log.info("inbound routes configured: starting the fax-to-email side")
             self._inbound = InboundWorker(
-                self._store, self._client, self._mailer, templates, settings, gate=self._gate
+                self._store,
+                self._client,
+                self._mailer,
+                templates,
+                settings,
+                gate=self._gate,
+                imap=self._imap_append(),
             )
             self._workers.append(self._inbound)
             self._start_worker(self._inbound)

@@ -7,9 +7,11 @@ so reload can rebuild exactly the parts that may change while running.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from bridge import metrics
 from bridge.config import Config
+from bridge.config_schema import ImapConnection
 from bridge.faxmodels import FitToPage, Orientation, PageSize, Rendering, Resolution
 from bridge.faxoptions import BodyMode, FaxDefaults
 from bridge.inbound_settings import InboundSettings
@@ -31,6 +33,13 @@ from bridge.outbound import Builder, BuildFailed, Submission, SubmitSettings
 from bridge.render import TemplateRenderer
 from bridge.reports import Notify, ReportSettings
 from bridge.smtp_server import ListenerSettings
+from bridge.store import Store
+from bridge.workers import Worker
+
+if TYPE_CHECKING:
+    from bridge.imap_delivery import ImapDelivery
+    from bridge.intake import Intake
+    from bridge.mailer import Mailer
 
 #: Templates every installation must be able to render (checked at start and reload).
 REQUIRED_TEMPLATES = ("cover.html.j2", "report.txt.j2", "report.html.j2", "status.html.j2")
@@ -176,3 +185,27 @@ def interfax_client(config: Config) -> InterfaxClient:
         upload_threshold=ifx.upload_threshold,
         observer=metrics.observe_interfax,
     )
+
+
+def imap_delivery(section: ImapConnection) -> ImapDelivery:
+    """APPEND into the ``imap_out`` mailbox (``deliver: imap`` routes)."""
+    from bridge.imap import ImapSettings
+    from bridge.imap_delivery import ImapDelivery
+
+    return ImapDelivery(ImapSettings.from_config(section))
+
+
+def imap_intake(config: Config, store: Store, intake: Intake, mailer: Mailer) -> Worker:
+    """The worker taking fax requests from the ``imap_in`` mailbox."""
+    from bridge.imap_intake import ImapIntakeSettings, ImapIntakeWorker
+    from bridge.imap_refusal import MailRefusalNotifier
+
+    assert config.imap_in is not None
+    notifier = MailRefusalNotifier(
+        mailer,
+        mail_sender(config),
+        fax_domain=config.smtp_server.fax_domain,
+        message_id_domain=report_settings(config).message_id_domain,
+    )
+    settings = ImapIntakeSettings.from_config(config.imap_in)
+    return ImapIntakeWorker(store, intake, settings, notify_refusal=notifier)

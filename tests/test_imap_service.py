@@ -1,0 +1,130 @@
+"""IMAP through the whole service: requests from a mailbox, received faxes into a folder."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bridge.sandbox.server import RunningSandbox
+from tests.bridge_harness import ALICE, bridge_yaml, eventually, load, running_bridge
+from tests.conftest import SandboxControl
+from tests.dovecot import PASSWORD, Dovecot, running_dovecot
+from tests.imap_kit import fax_request
+from tests.smtp_sink import RunningSink, running_sink
+
+
+@pytest.fixture(scope="module")
+def dovecot() -> Iterator[Dovecot]:
+    with running_dovecot() as server:
+        yield server
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[RunningSink]:
+    async with running_sink() as s:
+        yield s
+
+
+def _imap(section: str, server: Dovecot, user: str, extra: str = "") -> str:
+    return (
+        f"{section}:\n  host: {server.host}\n  port: {server.port}\n  tls: none\n"
+        f"  username: {user}\n  password: {PASSWORD}\n  timeout: 5s\n{extra}"
+    )
+
+
+def _config_text(tmp_path: Path, sandbox: RunningSandbox, sink: RunningSink, extra: str) -> str:
+    return bridge_yaml(
+        tmp_path / "state", interfax_url=sandbox.base_url, relay_port=sink.port, extra=extra
+    )
+
+
+async def test_a_fax_request_in_the_mailbox_is_faxed_and_moved_to_done(
+    tmp_path: Path,
+    dovecot: Dovecot,
+    sandbox: RunningSandbox,
+    sandbox_control: SandboxControl,
+    sink: RunningSink,
+) -> None:
+    user = dovecot.add_user()
+    extra = _imap("imap_in", dovecot, user, "  poll_interval: 0.2s\n")
+    config = load(_config_text(tmp_path, sandbox, sink, extra), tmp_path)
+    await asyncio.to_thread(
+        dovecot.append, user, "INBOX", fax_request(to=["+12125550100@fax.local"])
+    )
+    async with running_bridge(config):
+
+        async def faxed() -> bool:
+            return len(await sandbox_control.outbound()) == 1
+
+        await eventually(faxed, what="the fax from the mailbox")
+
+        async def moved() -> bool:
+            done = await asyncio.to_thread(dovecot.messages, user, "Faxed")
+            return len(done) == 1
+
+        await eventually(moved, what="the request moved to Faxed")
+    assert await asyncio.to_thread(dovecot.messages, user, "INBOX") == []
+    [fax] = await sandbox_control.outbound()
+    assert fax["faxNumber"] == "+12125550100"
+
+
+async def test_a_received_fax_is_appended_unseen_with_its_receive_time_then_marked_read(
+    tmp_path: Path,
+    dovecot: Dovecot,
+    sandbox: RunningSandbox,
+    sandbox_control: SandboxControl,
+    sink: RunningSink,
+    make_pdf: Callable[..., bytes],
+) -> None:
+    user = dovecot.add_user()
+    extra = _imap("imap_out", dovecot, user) + (
+        "inbound:\n  poll_interval: 0.2s\n  default_route:\n    deliver: imap\n    folder: Faxes\n"
+    )
+    config = load(_config_text(tmp_path, sandbox, sink, extra), tmp_path)
+    async with running_bridge(config):
+        message_id = await sandbox_control.receive_fax(make_pdf(2))
+
+        async def marked() -> bool:
+            [fax] = await sandbox_control.inbound()
+            return fax["imageStatus"] == "READ"
+
+        await eventually(marked, what="the fax marked read after the APPEND")
+    [stored] = await asyncio.to_thread(dovecot.messages, user, "Faxes")
+    assert "\\Seen" not in stored.flags
+    assert stored.internal_date is not None
+    [listed] = await sandbox_control.inbound()
+    assert listed["messageId"] == message_id
+    assert b"Fax from" in stored.body
+    assert sink.received == []
+
+
+async def test_append_refused_by_quota_keeps_the_fax_unread(
+    tmp_path: Path,
+    dovecot: Dovecot,
+    sandbox: RunningSandbox,
+    sandbox_control: SandboxControl,
+    sink: RunningSink,
+    make_pdf: Callable[..., bytes],
+) -> None:
+    user = dovecot.add_user(quota=True)
+    extra = _imap("imap_out", dovecot, user) + (
+        "inbound:\n  poll_interval: 0.2s\n  default_route:\n    deliver: imap\n    folder: Faxes\n"
+    )
+    config = load(_config_text(tmp_path, sandbox, sink, extra), tmp_path)
+    async with running_bridge(config) as bridge:
+        await sandbox_control.receive_fax(make_pdf(3))
+
+        async def refused() -> bool:
+            faxes = await bridge.service.store.inbound_faxes()
+            return bool(faxes) and faxes[0].last_error is not None
+
+        await eventually(refused, what="the APPEND refusal recorded")
+        # The admin hears about it once, through the relay.
+        await sink.handler.wait_for(1)
+    [fax] = await sandbox_control.inbound()
+    assert fax["imageStatus"] == "UNREAD"
+    assert sink.received[0].rcpt_tos == ["admin@clinic.example.org"]
+    assert ALICE not in sink.received[0].rcpt_tos
