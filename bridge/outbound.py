@@ -4,8 +4,10 @@ Each arrow below is one durable store transaction (shared/reliability-design.md)
 
     ACCEPTED --claim--> SUBMITTING --201--> SUBMITTED(fax_id)
                             |  transient, before the request went out: ACCEPTED (backoff)
-                            |  ambiguous (timeout, lost response, 5xx): IN_DOUBT
+                            |  ambiguous (timeout, lost response, 5xx, a bug of ours
+                            |    while sending): IN_DOUBT
                             |  permanent (bad document, InterFAX 4xx): FAILED (report)
+                            |  older than max_submit_age when claimed: FAILED (report)
                             |  401: ACCEPTED, and every submission pauses
     IN_DOUBT --claim--> SUBMITTING: search /outbound/search?reference=...
                             found: SUBMITTED (never sent again)
@@ -29,7 +31,7 @@ from typing import Any
 from bridge.errors import AmbiguousError, AuthError, PermanentError, TransientError
 from bridge.faxmodels import DocumentRef, FaxDocument, SendOptions
 from bridge.interfax import InterfaxClient
-from bridge.jobs import Job, JobState
+from bridge.jobs import UNCHANGED, Job, JobState, MessageMissing
 from bridge.store import Store
 from bridge.workers import AuthGate, Backoff, Heartbeat, sleep_or_stop
 
@@ -94,14 +96,18 @@ class Submitter:
         *,
         gate: AuthGate,
         wake: asyncio.Event,
+        finished: asyncio.Event | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``wake`` is set by intake when mail arrives; ``finished`` is set here when a job
+        fails before it reached InterFAX, so the reporter tells its sender at once."""
         self._store = store
         self._client = client
         self._builder = builder
         self._settings = settings
         self._gate = gate
         self._wake = wake
+        self._finished = finished
         self._clock = clock
         self.heartbeat = Heartbeat(max(settings.idle_poll, settings.auth_probe_interval))
 
@@ -109,22 +115,32 @@ class Submitter:
         """Submit until ``stopping`` is set; a job in flight finishes first."""
         while not stopping.is_set():
             self.heartbeat.beat()
-            if self._gate.paused:
-                await self._probe_credentials()
-                if self._gate.paused:
-                    await sleep_or_stop(stopping, self._settings.auth_probe_interval)
-                continue
+            # Cleared before looking for work, never after: mail accepted while we look
+            # sets it again, and the sleep below returns at once instead of idling.
+            self._wake.clear()
             try:
                 worked = await self.run_once()
             except TransientError as exc:  # the store itself is unwell: back off briefly
                 log.warning("submitter: %s", exc)
                 worked = False
-            if not worked:
-                self._wake.clear()
+            if worked:
+                continue
+            if self._gate.paused:
+                # New mail must not trigger a probe each: try the credentials on a timer.
+                await sleep_or_stop(stopping, self._settings.auth_probe_interval)
+            else:
                 await sleep_or_stop(stopping, self._settings.idle_poll, self._wake)
 
     async def run_once(self) -> bool:
-        """Handle at most one due job; True when there was one."""
+        """Handle at most one due job; True when there was one.
+
+        While InterFAX refuses our credentials nothing is claimed: each call first
+        probes the credentials (a balance query) and returns False if they still fail.
+        """
+        if self._gate.paused:
+            await self._probe_credentials()
+            if self._gate.paused:
+                return False
         now = self._clock()
         job = await self._store.claim_next(JobState.IN_DOUBT, JobState.SUBMITTING, now=now)
         if job is not None:
@@ -148,15 +164,27 @@ class Submitter:
 
     async def _submit(self, job: Job) -> None:
         now = self._clock()
-        if job.in_doubt_since is None and now - job.created_at > self._settings.max_submit_age:
-            await self._fail(job, _failure("expired", "InterFAX could not be reached in time"))
+        try:
+            raw = await self._store.message_raw(job.message_id)
+            built = await asyncio.to_thread(self._builder, job, raw)
+        except MessageMissing as exc:  # the message bytes are gone: nothing can be sent
+            await self._fail(job, _failure("missing", str(exc)))
             return
-        raw = await self._store.message_raw(job.message_id)
-        built = await asyncio.to_thread(self._builder, job, raw)
+        except Exception as exc:  # a bug in building must not strand the job in SUBMITTING
+            await self._unexpected(job, exc)
+            return
         if isinstance(built, BuildFailed):
             await self._fail(job, _failure(built.kind, built.reason, subject=built.subject))
             return
         notes = {"subject": built.subject, "skipped": list(built.skipped)}
+        # Built first so the report keeps the user's subject. A job being reconciled is
+        # never expired here: the search just said its fax does not exist, send it now.
+        if job.in_doubt_since is None and now - job.created_at > self._settings.max_submit_age:
+            reason = "InterFAX could not be reached in time"
+            if job.last_error:
+                reason += f" (last error: {job.last_error})"
+            await self._fail(job, _failure("expired", reason, **notes))
+            return
         options = replace(built.options, reference=job.reference)
         try:
             fax_id = await self._client.send_fax(job.destination, built.documents, options)
@@ -165,17 +193,7 @@ class Submitter:
             await self._back_to(job, JobState.ACCEPTED, self._clock(), str(exc))
         except AmbiguousError as exc:
             log.warning("job %s: submission outcome unknown, reconciling: %s", job.id, exc)
-            now = self._clock()
-            await self._store.transition(
-                job.id,
-                expect=JobState.SUBMITTING,
-                to=JobState.IN_DOUBT,
-                now=now,
-                in_doubt_since=now,
-                next_attempt_at=now + self._settings.in_doubt_grace,
-                last_error=str(exc),
-                result=notes,
-            )
+            await self._in_doubt(job, str(exc), notes)
         except TransientError as exc:
             delay = self._settings.backoff.delay(job.attempts, retry_after=exc.retry_after)
             log.info("job %s: retrying in %.0fs: %s", job.id, delay, exc)
@@ -183,7 +201,8 @@ class Submitter:
         except PermanentError as exc:
             await self._fail(job, _failure("interfax", str(exc), **notes))
         except Exception as exc:
-            await self._unexpected(job, exc)
+            # A bug of ours, maybe after the POST went out: only a search can tell.
+            await self._unexpected(job, exc, notes=notes)
         else:
             log.info("job %s: submitted as fax %d (%s)", job.id, fax_id, job.reference)
             await self._store.transition(
@@ -262,6 +281,8 @@ class Submitter:
                 log.error("could not cancel duplicate fax %d: %s", duplicate, exc)
 
     async def _back_to(self, job: Job, state: JobState, at: float, error: str | None) -> None:
+        # Back in the queue the job is no longer in doubt (a search found no fax, or no
+        # request went out), so max_submit_age applies to it again.
         await self._store.transition(
             job.id,
             expect=JobState.SUBMITTING,
@@ -269,6 +290,7 @@ class Submitter:
             now=self._clock(),
             next_attempt_at=at,
             last_error=error,
+            in_doubt_since=None if state is JobState.ACCEPTED else UNCHANGED,
         )
 
     async def _fail(self, job: Job, result: Mapping[str, Any]) -> None:
@@ -281,11 +303,37 @@ class Submitter:
             result=result,
             last_error=str(result.get("reason")),
         )
+        if self._finished is not None:
+            self._finished.set()
 
-    async def _unexpected(self, job: Job, exc: Exception) -> None:
+    async def _in_doubt(self, job: Job, error: str, notes: Mapping[str, Any]) -> None:
+        """The POST may have created the fax: reconcile after the grace window."""
+        now = self._clock()
+        await self._store.transition(
+            job.id,
+            expect=JobState.SUBMITTING,
+            to=JobState.IN_DOUBT,
+            now=now,
+            in_doubt_since=now,
+            next_attempt_at=now + self._settings.in_doubt_grace,
+            last_error=error,
+            result=notes,
+        )
+
+    async def _unexpected(
+        self, job: Job, exc: Exception, *, notes: Mapping[str, Any] | None = None
+    ) -> None:
+        """A bug: retry later, quarantined after ``quarantine_after`` attempts.
+
+        ``notes`` is given when the error came from sending: then the fax may exist,
+        so the job goes IN_DOUBT (reconciled by search) instead of back to the queue.
+        """
         log.exception("job %s: unexpected error while submitting", job.id, exc_info=exc)
         if job.attempts >= self._settings.quarantine_after:
             await self._back_to(job, JobState.HELD, self._clock(), f"quarantined: {exc!r}")
+            return
+        if notes is not None:
+            await self._in_doubt(job, repr(exc), notes)
             return
         delay = self._settings.backoff.delay(job.attempts)
         await self._back_to(job, JobState.ACCEPTED, self._clock() + delay, repr(exc))

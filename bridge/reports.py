@@ -196,6 +196,9 @@ class Reporter:
                 # The relay refused our login: try again a minute later, not every job now.
                 await sleep_or_stop(stopping, pause)
                 continue
+            # Cleared before looking for work, never after: a fax that finishes while we
+            # look sets it again, and the sleep below returns at once instead of idling.
+            self._wake.clear()
             try:
                 worked = await self.run_once()
             except AuthError as exc:
@@ -204,8 +207,33 @@ class Reporter:
             except TransientError as exc:
                 log.warning("reporter: %s", exc)
             if not worked:
-                self._wake.clear()
                 await sleep_or_stop(stopping, self._idle_poll, self._wake)
+
+    async def resume_interrupted(self, now: float) -> int:
+        """At start-up, make every waiting report due now; returns how many were waiting.
+
+        A claim leases its job for ten minutes, so that a report which crashes the worker
+        is not retried in a tight loop. A process killed mid-report leaves that lease
+        behind, and the report would wait it out after the restart. Before the reporter
+        runs no report can be in progress, so every lease is stale; a report waiting out
+        a relay backoff is simply tried once early. Only the service calls this, before
+        its workers start.
+        """
+        counts = await self._store.count_by_state()
+        waiting = await self._store.jobs(
+            (JobState.SENT, JobState.FAILED),
+            limit=counts[JobState.SENT] + counts[JobState.FAILED],
+        )
+        resumed = 0
+        for job in waiting:
+            if job.next_attempt_at > now:
+                moved = await self._store.transition(
+                    job.id, expect=job.state, to=job.state, now=now, next_attempt_at=now
+                )
+                resumed += moved is not None
+        if resumed:
+            log.info("%d report(s) claimed or deferred before the restart are due now", resumed)
+        return resumed
 
     async def run_once(self) -> bool:
         """Report at most one finished job; True when there was one."""
@@ -253,7 +281,7 @@ class Reporter:
             original,
             settings=self._settings,
             renderer=self._renderer,
-            now=datetime.now(UTC),
+            now=datetime.fromtimestamp(self._clock(), UTC),
             image_pdf=image,
         )
 

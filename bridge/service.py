@@ -115,6 +115,7 @@ class Service:
                 wiring.submit_settings(config),
                 gate=gate,
                 wake=submit_wake,
+                finished=report_wake,
             ),
             StatusPoller(
                 store,
