@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -63,6 +64,10 @@ class BuildFailed:
 
 #: Turns a job and its message bytes into what to send (pure; runs in a thread).
 Builder = Callable[[Job, bytes], Submission | BuildFailed]
+
+
+#: Rate-event key under which paused seconds are counted (see ``Submitter._count_pause``).
+PAUSE_KEY = "interfax:auth_paused_seconds"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +113,7 @@ class Submitter:
         self._gate = gate
         self._wake = wake
         self._finished = finished
+        self._pause_mark: float | None = None
         self._clock = clock
         self.heartbeat = Heartbeat(max(settings.idle_poll, settings.auth_probe_interval))
 
@@ -152,7 +158,27 @@ class Submitter:
         await self._submit(job)
         return True
 
+    async def _count_pause(self) -> None:
+        """Remember, durably, how long submissions have been paused for refused credentials.
+
+        Recorded in slices at every probe, so a restart during an outage loses at most
+        one slice: jobs must not expire because InterFAX refused our login (issue 3 §5).
+        """
+        now = self._clock()
+        if self._pause_mark is not None and now > self._pause_mark:
+            await self._store.record_event(PAUSE_KEY, now, n=math.ceil(now - self._pause_mark))
+        self._pause_mark = now if self._gate.paused else None
+
+    async def _expired(self, job: Job, now: float) -> bool:
+        """Older than ``max_submit_age``, not counting time paused for refused credentials."""
+        age = now - job.created_at
+        if age <= self._settings.max_submit_age:
+            return False
+        paused = await self._store.count_recent(PAUSE_KEY, job.created_at)
+        return age - paused > self._settings.max_submit_age
+
     async def _probe_credentials(self) -> None:
+        await self._count_pause()
         try:
             await self._client.balance()
         except AuthError:
@@ -161,6 +187,7 @@ class Submitter:
             log.info("credential probe inconclusive: %s", exc)
             return
         self._gate.resume()
+        await self._count_pause()
 
     async def _submit(self, job: Job) -> None:
         now = self._clock()
@@ -179,7 +206,7 @@ class Submitter:
         notes = {"subject": built.subject, "skipped": list(built.skipped)}
         # Built first so the report keeps the user's subject. A job being reconciled is
         # never expired here: the search just said its fax does not exist, send it now.
-        if job.in_doubt_since is None and now - job.created_at > self._settings.max_submit_age:
+        if job.in_doubt_since is None and await self._expired(job, now):
             reason = "InterFAX could not be reached in time"
             if job.last_error:
                 reason += f" (last error: {job.last_error})"
@@ -190,6 +217,7 @@ class Submitter:
             fax_id = await self._client.send_fax(job.destination, built.documents, options)
         except AuthError as exc:
             self._gate.pause(str(exc))
+            self._pause_mark = self._pause_mark or self._clock()
             await self._back_to(job, JobState.ACCEPTED, self._clock(), str(exc))
         except AmbiguousError as exc:
             log.warning("job %s: submission outcome unknown, reconciling: %s", job.id, exc)
@@ -222,6 +250,7 @@ class Submitter:
             found = await self._client.search(reference=job.reference)
         except AuthError as exc:
             self._gate.pause(str(exc))
+            self._pause_mark = self._pause_mark or self._clock()
             await self._back_to(job, JobState.IN_DOUBT, now, str(exc))
             return
         except Exception as exc:

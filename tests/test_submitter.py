@@ -593,3 +593,20 @@ async def test_unexpected_error_after_the_post_is_reconciled_never_resent(
     assert adopted.state is JobState.SUBMITTED
     assert adopted.fax_id == fax["id"]
     assert ob.client.count("POST", "/outbound/faxes") == 1
+
+
+async def test_a_401_outage_longer_than_max_submit_age_does_not_expire_the_job(
+    ob: Outbound, sandbox_control: SandboxControl
+) -> None:
+    await sandbox_control.faults(error_rate=1, error_status=401)
+    job = await ob.enqueue(pdf_mail())
+    assert await ob.submitter.run_once() is True
+    assert ob.gate.paused
+    # Two days of refused credentials, probed every hour.
+    for _ in range(48):
+        ob.clock.advance(3600.0)
+        assert await ob.submitter.run_once() is False
+    await sandbox_control.clear_faults()
+    assert await ob.submitter.run_once() is True  # resumes and submits
+    assert (await ob.job(job.id)).state is JobState.SUBMITTED
+    assert len(await sandbox_control.outbound()) == 1
