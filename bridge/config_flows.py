@@ -212,6 +212,7 @@ class OutboundConfig(FrozenModel):
     allowed_prefixes: tuple[Prefix, ...] = ()
     status_poll_interval: Duration = 30.0
     max_submit_age: Duration = 86400.0
+    in_doubt_grace: Duration = 120.0
     unsupported_attachments: Annotated[Literal["fail", "skip"], Lower] = "fail"
     body: Annotated[Literal["auto", "cover", "document", "ignore"], Lower] = "auto"
     notify: Annotated[Literal["always", "failure", "success", "never"], Lower] = "always"

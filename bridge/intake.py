@@ -21,7 +21,7 @@ from bridge import metrics
 from bridge.config import Config
 from bridge.jobs import MessageSource, NewJob, RateLimitCheck, RateLimited
 from bridge.mailmodel import MailRefusal, ParseLimits
-from bridge.mailparse import parse_message
+from bridge.mailparse import parse_headers
 from bridge.numbers import (
     DestinationPolicy,
     FaxNumber,
@@ -204,8 +204,9 @@ class Intake:
         """
         policy = self._policy
         try:
-            # Parsing a large message is CPU work: keep it off the event loop.
-            parsed = await asyncio.to_thread(parse_message, raw, limits=policy.parse_limits)
+            # Only the header block decides here; the body is parsed by the submitter.
+            # Hostile headers can still cost a second of CPU: keep it off the event loop.
+            parsed = await asyncio.to_thread(parse_headers, raw, limits=policy.parse_limits)
             if isinstance(parsed, MailRefusal):
                 log.info("refused malformed message: %s", parsed.reason)
                 _refused("malformed")

@@ -126,6 +126,22 @@ class ParsedMail:
         return tuple(value for header, value in self.fax_headers if header == key)
 
 
+@dataclass(frozen=True, slots=True)
+class MailHeaders:
+    """What the SMTP and IMAP intake decide on: the header block only.
+
+    The body is parsed later, by the worker that builds the fax (a body it cannot use
+    fails the job with a report to the authorised sender). Parsing only the headers keeps
+    the SMTP transaction short and its memory near the message size.
+    """
+
+    message_id: str | None
+    from_address: str | None
+    reply_to_address: str | None
+    from_values: tuple[str, ...]
+    automatic: str | None
+
+
 class Refused(Exception):
     """Internal: unwinds a parse that ends in a :class:`MailRefusal`."""
 

@@ -44,6 +44,7 @@ from bridge.mailmodel import (
     BodySegment,
     HeaderUnparsable,
     MailAttachment,
+    MailHeaders,
     MailRefusal,
     ParsedMail,
     ParseLimits,
@@ -57,9 +58,11 @@ from bridge.senders import auto_submitted_marker
 __all__ = [
     "BodySegment",
     "MailAttachment",
+    "MailHeaders",
     "MailRefusal",
     "ParseLimits",
     "ParsedMail",
+    "parse_headers",
     "parse_message",
 ]
 
@@ -80,6 +83,42 @@ def parse_message(raw: bytes, *, limits: ParseLimits) -> ParsedMail | MailRefusa
         return _extract(_parse(raw, _Budget(limits)))
     except Refused as refused:
         return refused.refusal
+
+
+def parse_headers(raw: bytes, *, limits: ParseLimits) -> MailHeaders | MailRefusal:
+    """Parse only the header block of ``raw`` (for decisions during the SMTP dialogue).
+
+    Applies the same size and header bounds as :func:`parse_message`; never raises
+    because of the message's content.
+    """
+    if len(raw) > limits.max_message_bytes:
+        return MailRefusal(f"message larger than {limits.max_message_bytes} bytes", 552, "5.3.4")
+    if _header_block_too_large(raw, limits.max_header_block_bytes):
+        return MailRefusal(
+            f"message header larger than {limits.max_header_block_bytes} bytes", 552, "5.3.4"
+        )
+    try:
+        message = _parse(raw[: _header_end(raw)], _Budget(limits))
+    except Refused as refused:
+        return refused.refusal
+    reply_to, _ = mailheaders.mailbox(message, "reply-to")
+    from_address, _ = mailheaders.mailbox(message, "from")
+    return MailHeaders(
+        message_id=mailheaders.message_id(message),
+        from_address=from_address,
+        reply_to_address=reply_to,
+        from_values=mailheaders.raw_values(message, "from"),
+        automatic=auto_submitted_marker(mailheaders.raw_headers(message)),
+    )
+
+
+def _header_end(raw: bytes) -> int:
+    """Where the header block ends (after its blank line), or the end of ``raw``."""
+    ends = [i for i in (raw.find(b"\n\n"), raw.find(b"\n\r\n")) if i >= 0]
+    if not ends:
+        return len(raw)
+    end = min(ends)
+    return end + (2 if raw[end : end + 2] == b"\n\n" else 3)
 
 
 class _Budget:

@@ -135,7 +135,17 @@ class Submitter:
                 # New mail must not trigger a probe each: try the credentials on a timer.
                 await sleep_or_stop(stopping, self._settings.auth_probe_interval)
             else:
-                await sleep_or_stop(stopping, self._settings.idle_poll, self._wake)
+                await sleep_or_stop(stopping, await self._idle_for(), self._wake)
+
+    async def _idle_for(self) -> float:
+        """Sleep until the next job is due (a retry, an in-doubt search), at most idle_poll."""
+        try:
+            due = await self._store.next_due((JobState.ACCEPTED, JobState.IN_DOUBT))
+        except TransientError:
+            due = None
+        if due is None:
+            return self._settings.idle_poll
+        return min(self._settings.idle_poll, max(0.0, due - self._clock()))
 
     async def run_once(self) -> bool:
         """Handle at most one due job; True when there was one.

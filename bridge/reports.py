@@ -207,7 +207,7 @@ class Reporter:
             except TransientError as exc:
                 log.warning("reporter: %s", exc)
             if not worked:
-                await sleep_or_stop(stopping, self._idle_poll, self._wake)
+                await sleep_or_stop(stopping, await self._idle_for(), self._wake)
 
     async def resume_interrupted(self, now: float) -> int:
         """At start-up, make every waiting report due now; returns how many were waiting.
@@ -234,6 +234,16 @@ class Reporter:
         if resumed:
             log.info("%d report(s) claimed or deferred before the restart are due now", resumed)
         return resumed
+
+    async def _idle_for(self) -> float:
+        """Sleep until the next report is due (a retry after a relay failure), at most idle_poll."""
+        try:
+            due = await self._store.next_due((JobState.SENT, JobState.FAILED))
+        except TransientError:
+            due = None
+        if due is None:
+            return self._idle_poll
+        return min(self._idle_poll, max(0.0, due - self._clock()))
 
     async def run_once(self) -> bool:
         """Report at most one finished job; True when there was one."""

@@ -170,6 +170,22 @@ class OutboundStore(StoreBase):
 
         return await self._write(run)
 
+    async def next_due(self, states: Collection[JobState]) -> float | None:
+        """The earliest ``next_attempt_at`` among jobs in ``states`` (None when there are none).
+
+        Lets a worker sleep exactly until its next job is due instead of polling.
+        """
+        marks = ", ".join("?" * len(states))
+
+        def run(conn: Connection) -> float | None:
+            row = conn.execute(
+                f"SELECT min(next_attempt_at) AS due FROM jobs WHERE state IN ({marks})",  # noqa: S608 (placeholders only)
+                tuple(states),
+            ).fetchone()
+            return None if row["due"] is None else float(row["due"])
+
+        return await self._read(run)
+
     async def requeue(self, job_id: int, *, now: float) -> Job | None:
         """A fresh ACCEPTED job (new reference) for the same message and destination.
 

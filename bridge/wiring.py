@@ -114,7 +114,10 @@ def fax_builder(config: Config, templates: TemplateRenderer) -> Builder:
 
 def submit_settings(config: Config) -> SubmitSettings:
     """Retry and reconciliation timing."""
-    return SubmitSettings(max_submit_age=config.outbound.max_submit_age)
+    return SubmitSettings(
+        max_submit_age=config.outbound.max_submit_age,
+        in_doubt_grace=config.outbound.in_doubt_grace,
+    )
 
 
 def mail_sender(config: Config) -> MailAddress:

@@ -391,3 +391,42 @@ def test_bounce_report_is_automatic() -> None:
         + "--r\nContent-Type: text/plain\n\nUndeliverable\n--r--\n"
     )
     assert parsed(raw).automatic == "Content-Type"
+
+
+def test_parse_headers_reads_only_the_header_block() -> None:
+    from bridge.mailparse import MailHeaders, parse_headers
+
+    raw = (
+        b"From: Alice <alice@clinic.example.org>\r\n"
+        b"Reply-To: desk@clinic.example.org\r\n"
+        b"Message-ID: <h1@clinic>\r\n"
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain; name*\r\n\r\nbody\r\n--b--\r\n"
+    )
+    headers = parse_headers(raw, limits=ParseLimits())
+    assert headers == MailHeaders(
+        message_id="<h1@clinic>",
+        from_address="alice@clinic.example.org",
+        reply_to_address="desk@clinic.example.org",
+        from_values=("Alice <alice@clinic.example.org>",),
+        automatic=None,
+    )
+    # The broken body part is the submitter's business (a report), not the dialogue's.
+    assert isinstance(parse_message(raw, limits=ParseLimits()), MailRefusal)
+
+
+def test_parse_headers_sees_automatic_mail_and_refuses_oversized_headers() -> None:
+    from bridge.mailparse import MailHeaders, parse_headers
+
+    auto = parse_headers(
+        b"From: a@ex.org\nAuto-Submitted: auto-replied\n\nhi\n", limits=ParseLimits()
+    )
+    assert isinstance(auto, MailHeaders)
+    assert auto.automatic is not None
+    huge = b"X-Big: " + b"a" * 300_000 + b"\r\n\r\nbody"
+    refused = parse_headers(huge, limits=ParseLimits())
+    assert isinstance(refused, MailRefusal)
+    assert refused.smtp_code == 552
+    no_body = parse_headers(b"From: a@ex.org\r\nMessage-ID: <x@y>", limits=ParseLimits())
+    assert isinstance(no_body, MailHeaders)
+    assert no_body.message_id == "<x@y>"
