@@ -99,9 +99,11 @@ async def queue_retry(store: Store, job_id: int) -> str:
     """Queue the job's message to its destination again, as a new job."""
     job = await store.get_job(job_id)
     if job is None:
-        return f"no job {job_id}"
+        raise BridgeError(f"no job {job_id}")
     if job.state not in (JobState.FAILED, JobState.HELD, JobState.REPORTED, JobState.CANCELLED):
-        return f"job {job_id} is {job.state}: only failed, held, reported or cancelled jobs retry"
+        raise BridgeError(
+            f"job {job_id} is {job.state}: only failed, held, reported or cancelled jobs retry"
+        )
     if job.state is JobState.HELD:
         # A held job may have reached InterFAX: put it back to reconciliation, not a new send.
         moved = await store.transition(
@@ -119,24 +121,35 @@ async def queue_retry(store: Store, job_id: int) -> str:
 
 
 async def queue_cancel(store: Store, config: Config, job_id: int) -> str:
-    """Cancel a job; one InterFAX already has is cancelled there too."""
+    """Cancel a job; a fax InterFAX already has (or may have) is cancelled there too."""
     job = await store.get_job(job_id)
     if job is None:
-        return f"no job {job_id}"
-    if job.state in _CANCELLABLE:
-        moved = await store.transition(
-            job_id,
-            expect=_CANCELLABLE,
-            to=JobState.CANCELLED,
-            now=time.time(),
-            last_error="cancelled by an operator",
-        )
-        return f"job {job_id} cancelled" if moved else f"job {job_id} changed meanwhile; retry"
+        raise BridgeError(f"no job {job_id}")
     if job.state is JobState.SUBMITTED and job.fax_id is not None:
         async with wiring.interfax_client(config) as client:
             await client.cancel(job.fax_id)
         return f"fax {job.fax_id} cancelled at InterFAX; the report follows its final status"
-    return f"job {job_id} is {job.state} and cannot be cancelled"
+    if job.state not in _CANCELLABLE:
+        raise BridgeError(f"job {job_id} is {job.state} and cannot be cancelled")
+    cancelled: list[int] = []
+    if job.state is not JobState.ACCEPTED:
+        # In doubt or held: the POST may have created the fax. Find and cancel it first;
+        # if InterFAX cannot be asked, refuse rather than let a fax go out unseen.
+        async with wiring.interfax_client(config) as client:
+            for fax in await client.search(reference=job.reference):
+                await client.cancel(fax.id)
+                cancelled.append(fax.id)
+    moved = await store.transition(
+        job_id,
+        expect=_CANCELLABLE,
+        to=JobState.CANCELLED,
+        now=time.time(),
+        last_error="cancelled by an operator",
+    )
+    if moved is None:
+        raise BridgeError(f"job {job_id} changed meanwhile; look again and retry")
+    at_interfax = f" (and fax {', '.join(map(str, cancelled))} at InterFAX)" if cancelled else ""
+    return f"job {job_id} cancelled{at_interfax}"
 
 
 #: What ``inbound list`` shows for people.
@@ -163,7 +176,7 @@ async def inbound_redeliver(store: Store, message_id: int) -> str:
     """Deliver a received fax again to all its recipients (by the running service)."""
     fax = await store.inbound_redeliver(message_id, now=time.time())
     if fax is None:
-        return f"no received fax {message_id}"
+        raise BridgeError(f"no received fax {message_id}")
     return f"fax {message_id} will be delivered again ({fax.state}); the service does it shortly"
 
 
@@ -191,9 +204,11 @@ async def send_files(
     msg.set_content("")
     for path in files:
         maintype, subtype = _attachment_type(path)
-        msg.add_attachment(
-            path.read_bytes(), maintype=maintype, subtype=subtype, filename=path.name
-        )
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise BridgeError(f"{path}: {exc.strerror}") from None
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=path.name)
     intake = Intake(store, IntakePolicy.from_config(config))
     refusal = intake.check_sender(sender)
     if refusal is not None:

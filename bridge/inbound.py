@@ -158,7 +158,7 @@ class InboundWorker:
         """Poll every interval until ``stopping`` is set; faxes in hand finish first."""
         while not stopping.is_set():
             self.heartbeat.beat()
-            await sleep_or_stop(stopping, await self.tick(stopping))
+            await sleep_or_stop(stopping, await self.tick(stopping), heartbeat=self.heartbeat)
 
     async def tick(self, stopping: asyncio.Event | None = None) -> float:
         """One iteration of :meth:`run`: poll, and return the seconds until the next poll.

@@ -63,7 +63,7 @@ class Maintenance:
         while not stopping.is_set():
             self.heartbeat.beat()
             await self.run_once()
-            await sleep_or_stop(stopping, self._interval)
+            await sleep_or_stop(stopping, self._interval, heartbeat=self.heartbeat)
 
     async def run_once(self) -> None:
         """One round of housekeeping; failures are logged, never raised."""

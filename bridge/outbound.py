@@ -133,9 +133,13 @@ class Submitter:
                 continue
             if self._gate.paused:
                 # New mail must not trigger a probe each: try the credentials on a timer.
-                await sleep_or_stop(stopping, self._settings.auth_probe_interval)
+                await sleep_or_stop(
+                    stopping, self._settings.auth_probe_interval, heartbeat=self.heartbeat
+                )
             else:
-                await sleep_or_stop(stopping, await self._idle_for(), self._wake)
+                await sleep_or_stop(
+                    stopping, await self._idle_for(), self._wake, heartbeat=self.heartbeat
+                )
 
     async def _idle_for(self) -> float:
         """Sleep until the next job is due (a retry, an in-doubt search), at most idle_poll."""

@@ -194,7 +194,7 @@ class Reporter:
             pause = self._paused_until - self._clock()
             if pause > 0:
                 # The relay refused our login: try again a minute later, not every job now.
-                await sleep_or_stop(stopping, pause)
+                await sleep_or_stop(stopping, pause, heartbeat=self.heartbeat)
                 continue
             # Cleared before looking for work, never after: a fax that finishes while we
             # look sets it again, and the sleep below returns at once instead of idling.
@@ -207,7 +207,9 @@ class Reporter:
             except TransientError as exc:
                 log.warning("reporter: %s", exc)
             if not worked:
-                await sleep_or_stop(stopping, await self._idle_for(), self._wake)
+                await sleep_or_stop(
+                    stopping, await self._idle_for(), self._wake, heartbeat=self.heartbeat
+                )
 
     async def resume_interrupted(self, now: float) -> int:
         """At start-up, make every waiting report due now; returns how many were waiting.

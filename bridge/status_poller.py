@@ -84,7 +84,7 @@ class StatusPoller:
                     self._gate.pause(str(exc))
                 except BridgeError as exc:
                     log.warning("status poll failed, will try again: %s", exc)
-            await sleep_or_stop(stopping, self._interval)
+            await sleep_or_stop(stopping, self._interval, heartbeat=self.heartbeat)
 
     async def poll_once(self) -> int:
         """One round: returns how many faxes reached a final status."""

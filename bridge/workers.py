@@ -56,7 +56,7 @@ class Heartbeat:
         """Record progress (one loop iteration completed)."""
         self._last = self._clock()
 
-    def healthy(self, slack: float = 30.0) -> bool:
+    def healthy(self, slack: float = 120.0) -> bool:
         """True when the last beat is recent enough for this worker's period."""
         return self._clock() - self._last <= 2 * self.period + slack
 
@@ -94,14 +94,29 @@ class AuthGate:
         self._open.set()
 
 
-async def sleep_or_stop(stopping: asyncio.Event, seconds: float, *extra: asyncio.Event) -> None:
-    """Sleep up to ``seconds``; wake early when ``stopping`` (or any ``extra``) is set."""
+async def sleep_or_stop(
+    stopping: asyncio.Event,
+    seconds: float,
+    *extra: asyncio.Event,
+    heartbeat: Heartbeat | None = None,
+) -> None:
+    """Sleep up to ``seconds``; wake early when ``stopping`` (or any ``extra``) is set.
+
+    With ``heartbeat``, the sleep counts as progress: it beats once per period, so a worker
+    waiting on purpose (a long backoff) never starves the systemd watchdog.
+    """
     events = [stopping, *extra]
-    if any(e.is_set() for e in events):
-        return
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=max(0.0, seconds), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
+    deadline = time.monotonic() + max(0.0, seconds)
+    while not any(e.is_set() for e in events):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        chunk = min(left, heartbeat.period) if heartbeat is not None else left
+        waiters = [asyncio.ensure_future(e.wait()) for e in events]
+        try:
+            await asyncio.wait(waiters, timeout=chunk, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if heartbeat is not None:
+            heartbeat.beat()

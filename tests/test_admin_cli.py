@@ -234,3 +234,35 @@ async def test_inbound_list_and_redeliver_send_the_fax_again_with_a_new_message_
     assert [p.get_content() for p in second.parsed().iter_attachments()] == [
         p.get_content() for p in first.parsed().iter_attachments()
     ]
+
+
+async def test_queue_cancel_of_an_in_doubt_job_cancels_the_fax_it_may_have_created(
+    config_file: Path,
+    tmp_path: Path,
+    sandbox_control: SandboxControl,
+    sandbox_api: object,
+    make_pdf: Callable[..., bytes],
+) -> None:
+    import httpx
+
+    assert isinstance(sandbox_api, httpx.AsyncClient)
+    job_id = await _accepted_job(tmp_path / "state")
+    async with await Store.open(tmp_path / "state") as store:
+        job = await store.claim_next(JobState.ACCEPTED, JobState.SUBMITTING, now=2000.0)
+        assert job is not None
+        await store.transition(job_id, expect=JobState.SUBMITTING, to=JobState.IN_DOUBT, now=2000.0)
+    # The lost POST did create the fax, under the job's reference.
+    reply = await sandbox_api.post(
+        "/outbound/faxes",
+        params={"faxNumber": "+12125550100", "reference": job.reference},
+        content=make_pdf(),
+        headers={"Content-Type": "application/pdf"},
+    )
+    fax_id = int(reply.headers["Location"].rsplit("/", 1)[1])
+    code, out, _ = await fax_bridge("queue", "cancel", str(job_id), "-c", str(config_file))
+    assert code == 0, out
+    assert f"fax {fax_id} at InterFAX" in out
+    [fax] = [f for f in await sandbox_control.outbound() if f["id"] == fax_id]
+    assert fax["status"] == 403
+    code, out, err = await fax_bridge("queue", "cancel", "999", "-c", str(config_file))
+    assert (code, err.strip()) == (1, "error: no job 999")
