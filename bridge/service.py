@@ -16,6 +16,7 @@ import contextlib
 import logging
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from bridge import headersafe, wiring
@@ -41,6 +42,24 @@ from bridge.store import Store
 from bridge.workers import AuthGate, Worker
 
 log = logging.getLogger(__name__)
+
+
+#: Settings that only a restart applies; a reload that changes them says so.
+_RESTART_KEYS = (
+    "state_dir",
+    "interfax",
+    "smtp_server.listen",
+    "smtp_server.tls_cert",
+    "smtp_server.tls_key",
+    "mail.relay",
+    "imap_in",
+    "imap_out",
+    "http",
+    "retention",
+    "outbound.status_poll_interval",
+    "outbound.max_submit_age",
+    "outbound.in_doubt_grace",
+)
 
 
 class Service:
@@ -254,7 +273,7 @@ class Service:
             log.error("reload refused, the running configuration stays:\n%s", exc)
             return False
         old = self.config
-        for key in ("state_dir", "interfax", "smtp_server.listen", "mail.relay"):
+        for key in _RESTART_KEYS:
             first, _, rest = key.partition(".")
             before, after = getattr(old, first), getattr(new, first)
             if rest:
@@ -263,8 +282,19 @@ class Service:
                 log.warning("%s changed: it takes effect at the next restart", key)
         if self.intake is not None:
             self.intake.replace_policy(IntakePolicy.from_config(new))
-        if self.listener is not None:
+        listen = wiring.listener_settings(new)
+        if self.listener is not None and listen is not None:
             self.listener.replace_users(users)
+            # Trusted networks and the size limit apply from the next command on; where
+            # and how the listener binds needs a restart (warned about above).
+            old_listen = self.listener.settings
+            self.listener.settings = replace(
+                listen,
+                host=old_listen.host,
+                port=old_listen.port,
+                tls_cert=old_listen.tls_cert,
+                tls_key=old_listen.tls_key,
+            )
         if self._reporter is not None:
             self._reporter.replace_settings(wiring.report_settings(new), templates)
         self._reload_inbound(new, templates)

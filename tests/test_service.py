@@ -20,6 +20,7 @@ from bridge.mailbuild import MailAddress
 from bridge.mailer import Mailer, RelaySettings
 from bridge.maintenance import Maintenance
 from bridge.sandbox.server import RunningSandbox
+from bridge.sdnotify import SystemdNotifier
 from bridge.store import Store
 from tests.bridge_harness import bridge_yaml, load, running_bridge
 from tests.conftest import SandboxControl
@@ -203,3 +204,34 @@ async def test_process_notifies_systemd_reloads_on_sighup_and_drains_on_sigterm(
         notify.close()
     assert "reload refused" in refused
     assert "Traceback" not in refused + reloaded
+
+
+async def test_reload_applies_trusted_networks_to_the_running_listener(
+    tmp_path: Path, sandbox: RunningSandbox, sink: RunningSink
+) -> None:
+    from bridge.config import load_config
+    from bridge.service import Service
+    from tests.smtp_probe import SmtpProbe
+
+    path = tmp_path / "config.yaml"
+    text = bridge_yaml(tmp_path / "state", interfax_url=sandbox.base_url, relay_port=sink.port)
+    path.write_text(text)
+    service = Service(load_config(path), config_path=path, notifier=SystemdNotifier({}))
+    await service.start()
+    try:
+        assert service.listener is not None
+        port = service.listener.port
+        async with await SmtpProbe.open(port) as probe:
+            await probe.ehlo()
+            assert (await probe.mail("alice@clinic.example.org")).code == 250
+        path.write_text(
+            text.replace(
+                "  fax_domain: fax.local\n", "  fax_domain: fax.local\n  trusted_networks: []\n"
+            )
+        )
+        assert await service.reload()
+        async with await SmtpProbe.open(port) as probe:
+            await probe.ehlo()
+            assert (await probe.mail("alice@clinic.example.org")).status == "530 5.7.0"
+    finally:
+        await service.shutdown()
