@@ -83,6 +83,15 @@ class SubmitSettings:
     auth_probe_interval: float = 60.0
 
 
+def _same_number(destination_fax: str | None, job: Job) -> bool:
+    """Whether InterFAX's ``destinationFax`` (``00`` + digits, or as sent) is the job's number."""
+    if destination_fax is None:
+        return True  # a summary without the field: the reference filter must do
+    digits = "".join(c for c in destination_fax if c.isdigit())
+    wanted = job.destination.lstrip("+")
+    return digits in (wanted, "00" + wanted)
+
+
 def _failure(kind: str, reason: str, **extra: Any) -> Mapping[str, Any]:
     return {"kind": kind, "reason": reason, **extra}
 
@@ -275,7 +284,15 @@ class Submitter:
             delay = self._settings.backoff.delay(job.attempts)
             await self._back_to(job, JobState.IN_DOUBT, now + delay, f"search failed: {exc}")
             return
-        matches = sorted(fax.id for fax in found)
+        # Trust the reference filter, but verify: a fax to another number is never adopted
+        # (and never cancelled as a duplicate), whatever the search returned.
+        matches = sorted(fax.id for fax in found if _same_number(fax.destination_fax, job))
+        if len(matches) < len(found):
+            log.error(
+                "job %s: search by reference %s returned faxes to other numbers; ignored",
+                job.id,
+                job.reference,
+            )
         if matches:
             await self._adopt(job, matches)
         elif now - since < self._settings.in_doubt_grace:

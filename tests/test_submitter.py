@@ -57,11 +57,11 @@ def closed_port() -> int:
     return port
 
 
-async def fax_by_hand(api: httpx.AsyncClient, reference: str) -> int:
+async def fax_by_hand(api: httpx.AsyncClient, reference: str, number: str | None = None) -> int:
     """Send a fax straight through the sandbox API (as another process would have)."""
     response = await api.post(
         "/outbound/faxes",
-        params={"faxNumber": DESTINATION, "reference": reference},
+        params={"faxNumber": number or DESTINATION, "reference": reference},
         content=minimal_pdf(),
         headers={"Content-Type": "application/pdf"},
     )
@@ -306,6 +306,24 @@ async def test_two_faxes_with_one_reference_adopt_one_and_cancel_the_other(
     assert status == {first: -1, second: 403}  # the duplicate was cancelled while queued
     assert ob.client.count("POST", f"/outbound/faxes/{second}/cancel") == 1
     assert ob.client.count("POST", "/outbound/faxes") == 1  # the failed one; never resent
+
+
+async def test_a_fax_to_another_number_under_the_reference_is_never_adopted_or_cancelled(
+    ob: Outbound, sandbox_control: SandboxControl, sandbox_api: httpx.AsyncClient
+) -> None:
+    await sandbox_control.faults(error_rate=1, error_status=503, paths=["/outbound/faxes"])
+    job = await ob.enqueue(pdf_mail())
+    assert await ob.submitter.run_once() is True
+    await sandbox_control.clear_faults()
+    stranger = await fax_by_hand(sandbox_api, job.reference, number="+13125550100")
+
+    ob.clock.advance(GRACE)
+    assert await ob.submitter.run_once() is True  # not found for this number: sent again
+    resent = await ob.job(job.id)
+    assert resent.state is JobState.SUBMITTED
+    assert resent.fax_id != stranger
+    status = {fax["id"]: fax["status"] for fax in await sandbox_control.outbound()}
+    assert status[stranger] == -1  # left alone
 
 
 # -- crash recovery -------------------------------------------------------------------------------
