@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bridge import metrics
 from bridge.errors import AuthError, BridgeError
 from bridge.inbound_process import NEVER, FaxProcessor, ImapAppend
 from bridge.inbound_settings import InboundSettings, required_templates
@@ -139,6 +140,10 @@ class InboundWorker:
         self._semaphore = asyncio.Semaphore(settings.concurrency)
         self.heartbeat = Heartbeat(settings.poll_interval)
 
+    def _count(self, event: str) -> None:
+        self.counters[event] += 1
+        metrics.INBOUND.inc(event=event)
+
     @property
     def settings(self) -> InboundSettings:
         """The settings in use."""
@@ -149,9 +154,9 @@ class InboundWorker:
         self._processor.settings = settings
         self._processor.renderer = renderer
         if settings.concurrency != self._concurrency:
+            # Faxes in flight keep the old semaphore; new ones take the new bound.
             self._concurrency = settings.concurrency
-            self._concurrency = settings.concurrency
-        self._semaphore = asyncio.Semaphore(settings.concurrency)
+            self._semaphore = asyncio.Semaphore(settings.concurrency)
         self.heartbeat.period = settings.poll_interval
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -176,7 +181,7 @@ class InboundWorker:
             return interval
         except BridgeError as exc:
             self._failures += 1
-            self.counters["poll_errors"] += 1
+            self._count("poll_errors")
             backoff = self._poll_backoff or Backoff(base=interval, cap=max(interval, 900.0))
             retry_after = getattr(exc, "retry_after", None)
             delay = max(interval, backoff.delay(self._failures, retry_after=retry_after))
@@ -199,7 +204,7 @@ class InboundWorker:
         report = PollReport()
         started: set[int] = set()
         listing_error: BridgeError | None = None
-        self.counters["polls"] += 1
+        self._count("polls")
         async with asyncio.TaskGroup() as tasks:
 
             def start(fax: InboundFax) -> None:

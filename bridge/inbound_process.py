@@ -28,9 +28,8 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
-from bridge import maildir
+from bridge import maildir, metrics
 from bridge.errors import AuthError, BridgeError, PermanentError, TransientError
-from bridge.imaging import is_pdf
 from bridge.inbound_mail import (
     FaxFacts,
     FaxImages,
@@ -116,6 +115,10 @@ class FaxProcessor:
         mail = self.settings.mail
         return facts_of(fax, timezone=mail.timezone, default_country=mail.default_country)
 
+    def _count(self, event: str) -> None:
+        self._counters[event] += 1
+        metrics.INBOUND.inc(event=event)
+
     async def process(self, fax: InboundFax) -> InboundFax | None:
         """Take ``fax`` as far as possible now; its ledger row afterwards (None if gone)."""
         try:
@@ -186,7 +189,7 @@ class FaxProcessor:
         if failed:
             raise Deferred("delivery failed for " + "; ".join(failed))
         if result is not None and result.state is InboundState.DELIVERED:
-            self._counters["faxes_delivered"] += 1
+            self._count("faxes_delivered")
             log.info("fax %d: delivered to %d recipient(s)", fax.message_id, len(deliveries))
         return result
 
@@ -211,8 +214,6 @@ class FaxProcessor:
             facts,
             self.settings.mail.filename_template,
         )
-        if is_pdf(data):  # nothing to convert: counting its pages takes microseconds
-            return prepare_images(*args)
         return await asyncio.to_thread(prepare_images, *args)
 
     async def _deliver_one(
@@ -223,7 +224,8 @@ class FaxProcessor:
         images: FaxImages | None,
     ) -> InboundFax | str | None:
         """Deliver to one recipient: the fax row after recording it, or the error text."""
-        message = self._mail(facts, delivery, presentation, images)
+        # Encoding a large fax and re-parsing the result is CPU work: off the event loop.
+        message = await asyncio.to_thread(self._mail, facts, delivery, presentation, images)
         try:
             try:
                 await self._send(delivery, message, facts)
@@ -239,12 +241,14 @@ class FaxProcessor:
                     f"{exc.smtp_text}), so it is not attached. Download it from the InterFAX "
                     f"web portal (message {facts.message_id}) while InterFAX keeps it."
                 )
-                message = self._mail(facts, delivery, presentation, None, note)
+                message = await asyncio.to_thread(
+                    self._mail, facts, delivery, presentation, None, note
+                )
                 await self._send(delivery, message, facts)
-                self._counters["too_large"] += 1
+                self._count("too_large")
         except (TransientError, PermanentError, AuthError) as exc:
             return await self._failed(facts, delivery, exc)
-        self._counters["mails_delivered"] += 1
+        self._count("mails_delivered")
         return await self._store.inbound_delivery_done(
             facts.message_id, delivery.recipient, str(message["Message-ID"]), now=self._clock()
         )
@@ -274,13 +278,16 @@ class FaxProcessor:
     ) -> None:
         if delivery.channel is DeliveryChannel.SMTP:
             sender = self.settings.mail.sender.addr_spec
-            await self._mailer.send(message, sender=sender, recipients=[delivery.recipient])
+            data = await asyncio.to_thread(message.as_bytes)  # CRLF: the message's SMTP policy
+            await self._mailer.send(data, sender=sender, recipients=[delivery.recipient])
         elif delivery.channel is DeliveryChannel.MAILDIR:
-            data = message.as_bytes(policy=message.policy.clone(linesep="\n"))
+            unix = message.policy.clone(linesep="\n")
+            data = await asyncio.to_thread(message.as_bytes, policy=unix)
             await asyncio.to_thread(maildir.deliver, Path(delivery.recipient), data)
         elif self._imap is not None:
             # IMAP wants CRLF line ends in an APPEND literal.
-            data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+            crlf = message.policy.clone(linesep="\r\n")
+            data = await asyncio.to_thread(message.as_bytes, policy=crlf)
             await self._imap(data, delivery.recipient, facts.received)
         else:
             raise Deferred("deliver: imap is not available", delay=self._backoff.cap)
@@ -296,7 +303,7 @@ class FaxProcessor:
             details = {"recipient": delivery.recipient, "error": str(exc)}
             permanent = await self._tell_admin(facts, "rejected", details)
         log.warning("fax %d: delivery to %s failed: %s", facts.message_id, delivery.recipient, exc)
-        self._counters["delivery_failures"] += 1
+        self._count("delivery_failures")
         await self._store.inbound_delivery_failed(
             facts.message_id, delivery.recipient, str(exc), permanent=permanent
         )
@@ -322,7 +329,7 @@ class FaxProcessor:
             last_error=f"no route for {facts.number}",
         )
         if moved is not None:
-            self._counters["faxes_unrouted"] += 1
+            self._count("faxes_unrouted")
 
     async def _tell_admin(self, facts: FaxFacts, problem: str, details: Mapping[str, str]) -> bool:
         """Send a notice to mail.admin; False only when it should be tried again later."""
@@ -349,7 +356,7 @@ class FaxProcessor:
             log.error(
                 "fax %d: the relay refused the notice to the admin: %s", facts.message_id, exc
             )
-        self._counters["admin_notices"] += 1
+        self._count("admin_notices")
         return True
 
     # -- marking, scheduling ------------------------------------------------------------
@@ -379,7 +386,7 @@ class FaxProcessor:
             now=self._clock(),
             last_error=error,
         )
-        self._counters["faxes_marked_read"] += 1
+        self._count("faxes_marked_read")
         return marked
 
     async def _later(

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bridge import metrics
 from bridge.errors import AmbiguousError, AuthError, PermanentError, TransientError
 from bridge.faxmodels import DocumentRef, FaxDocument, SendOptions
 from bridge.interfax import InterfaxClient
@@ -256,6 +257,7 @@ class Submitter:
             await self._unexpected(job, exc, notes=notes)
         else:
             log.info("job %s: submitted as fax %d (%s)", job.id, fax_id, job.reference)
+            metrics.FAXES.inc(event="submitted")
             await self._store.transition(
                 job.id,
                 expect=JobState.SUBMITTING,
@@ -354,6 +356,7 @@ class Submitter:
         )
 
     async def _fail(self, job: Job, result: Mapping[str, Any]) -> None:
+        metrics.FAXES.inc(event="failed")
         log.warning("job %s: failed: %s", job.id, result.get("reason"))
         await self._store.transition(
             job.id,

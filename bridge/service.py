@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import signal
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TextIO
 
 from bridge import headersafe, wiring
 from bridge.config import Config, load_config
@@ -62,6 +64,24 @@ _RESTART_KEYS = (
 )
 
 
+def _lock_state_dir(state_dir: Path) -> TextIO:
+    """Hold an exclusive lock on ``state_dir`` for as long as the service runs.
+
+    A second service on the same database would move the first one's in-flight jobs to
+    IN-DOUBT at its start-up. The admin commands share the database without this lock.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    handle = (state_dir / "fax-bridge.lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError(
+            f"another fax-bridge is already running with state_dir {state_dir}"
+        ) from None
+    return handle
+
+
 class Service:
     """fax-bridge as a running service."""
 
@@ -88,6 +108,7 @@ class Service:
         self._status: StatusServer | None = None
         self._gate: AuthGate | None = None
         self._started = False
+        self._lock: TextIO | None = None
         self._inbound: InboundWorker | None = None
         self._mailer: Mailer | None = None
 
@@ -103,6 +124,7 @@ class Service:
         config = self.config
         headersafe.self_check()
         templates = wiring.renderer(config)
+        self._lock = _lock_state_dir(config.state_dir)
         self._store = store = await Store.open(config.state_dir)
         recovered = await store.recover_interrupted(time.time())
         if recovered.in_doubt:
@@ -345,6 +367,8 @@ class Service:
             await self._client.aclose()
         if self._store is not None:
             await self._store.close()
+        if self._lock is not None:
+            self._lock.close()  # closing the descriptor releases the lock
         log.info("stopped")
 
     async def serve(self) -> None:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bridge import fax_status
+from bridge import fax_status, metrics
 from bridge.errors import AuthError, BridgeError
 from bridge.interfax import InterfaxClient
 from bridge.interfax_models import OutboundFax
@@ -111,6 +111,7 @@ class StatusPoller:
             )
             if moved is not None:
                 finished += 1
+                metrics.FAXES.inc(event="sent" if success else "failed")
                 log.info(
                     "job %s: fax %d finished with status %d (%s)",
                     job.id,

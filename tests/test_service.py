@@ -235,3 +235,19 @@ async def test_reload_applies_trusted_networks_to_the_running_listener(
             assert (await probe.mail("alice@clinic.example.org")).status == "530 5.7.0"
     finally:
         await service.shutdown()
+
+
+async def test_a_second_service_on_the_same_state_dir_refuses_to_start(
+    tmp_path: Path, sandbox: RunningSandbox, sink: RunningSink
+) -> None:
+    from bridge.errors import ConfigError
+    from bridge.service import Service
+
+    text = bridge_yaml(tmp_path / "state", interfax_url=sandbox.base_url, relay_port=sink.port)
+    async with running_bridge(load(text, tmp_path)) as first:
+        second = Service(load(text, tmp_path), notifier=SystemdNotifier({}))
+        with pytest.raises(ConfigError, match="already running"):
+            await second.start()
+        await second.shutdown()
+        # The first one is untouched and still accepts mail.
+        assert first.service.readiness() == (True, [])
