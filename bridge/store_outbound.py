@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -86,10 +87,7 @@ class OutboundStore(StoreBase):
             )
             job_ids = {key: _insert_job(conn, message_id, rcpt, now) for key, rcpt in fresh.items()}
             for event_key in dict.fromkeys(check.key for check in rate_limits):
-                conn.execute(
-                    "INSERT INTO rate_events (key, at, n) VALUES (?, ?, ?)",
-                    (event_key, now, len(fresh)),
-                )
+                _add_events(conn, event_key, now, len(fresh))
             created = tuple(
                 schema.job(row)
                 for row in conn.execute(
@@ -308,10 +306,7 @@ class OutboundStore(StoreBase):
     async def record_event(self, key: str, at: float, n: int = 1) -> None:
         """Record ``n`` events under ``key`` at time ``at`` (durably)."""
 
-        def run(conn: Connection) -> None:
-            conn.execute("INSERT INTO rate_events (key, at, n) VALUES (?, ?, ?)", (key, at, n))
-
-        await self._write(run)
+        await self._write(lambda conn: _add_events(conn, key, at, n))
 
 
 def _dump(value: Mapping[str, Any] | Unchanged | None) -> str | Unchanged | None:
@@ -334,11 +329,27 @@ def _find_duplicate(
     return None if row is None else int(row["id"])
 
 
+#: Rate events are counted per (key, minute): see schema version 3.
+_BUCKET_SECONDS = 60.0
+
+
+def _bucket(at: float) -> float:
+    return math.floor(at / _BUCKET_SECONDS) * _BUCKET_SECONDS
+
+
+def _add_events(conn: Connection, key: str, at: float, n: int) -> None:
+    conn.execute(
+        "INSERT INTO rate_events (key, at, n) VALUES (?, ?, ?)"
+        " ON CONFLICT (key, at) DO UPDATE SET n = n + excluded.n",
+        (key, _bucket(at), n),
+    )
+
+
 def _count_events(conn: Connection, key: str, since: float) -> tuple[int, float | None]:
     row = conn.execute(
         "SELECT coalesce(sum(n), 0) AS total, min(at) AS oldest FROM rate_events"
         " WHERE key = ? AND at >= ?",
-        (key, since),
+        (key, _bucket(since)),
     ).fetchone()
     return int(row["total"]), row["oldest"]
 

@@ -156,8 +156,29 @@ _V2: Final = (
     "CREATE INDEX imap_seen_open ON imap_seen (account, folder, state)",
 )
 
+# Version 3: rate events counted per (key, minute) instead of one row per event, so a
+# rate-limit check sums at most a day's 1,440 rows whatever the traffic. Windows start on
+# a minute boundary: a check may count up to 59 s more than its window (stricter, safe).
+_V3: Final = (
+    """
+    CREATE TABLE rate_buckets (
+        key TEXT    NOT NULL,
+        at  REAL    NOT NULL,
+        n   INTEGER NOT NULL CHECK (n > 0),
+        PRIMARY KEY (key, at)
+    ) WITHOUT ROWID
+    """,
+    """
+    INSERT INTO rate_buckets (key, at, n)
+    SELECT key, CAST(at / 60 AS INTEGER) * 60.0, sum(n) FROM rate_events
+    GROUP BY key, CAST(at / 60 AS INTEGER)
+    """,
+    "DROP TABLE rate_events",
+    "ALTER TABLE rate_buckets RENAME TO rate_events",
+)
+
 #: Every schema step, oldest first. ``len(MIGRATIONS)`` is the current version.
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2)
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
 
 
 # -- rows to values -----------------------------------------------------------------

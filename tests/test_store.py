@@ -446,7 +446,8 @@ async def test_rate_limit_refuses_without_writing_anything(store: Store, state_d
         )
     assert isinstance(caught.value, TransientError)
     assert caught.value.check.key == f"sender:{ALICE}"
-    assert caught.value.retry_after == pytest.approx(HOUR - 600)
+    # Counted per minute (schema v3): the window may reach back to the minute's start.
+    assert HOUR - 600 - 60 < caught.value.retry_after <= HOUR - 600
     assert count(state_dir, "messages") == 1
     assert count(state_dir, "jobs") == 2
     assert await store.count_recent(f"sender:{ALICE}", T0 - HOUR) == 2
@@ -459,7 +460,7 @@ async def test_rate_limit_refuses_without_writing_anything(store: Store, state_d
     later = await accept(
         store,
         [number(3), number(4)],
-        now=T0 + HOUR + 1,
+        now=T0 + HOUR + 60,
         message_id_header="<m2@x>",
         rate_limits=limits,
     )
@@ -467,14 +468,24 @@ async def test_rate_limit_refuses_without_writing_anything(store: Store, state_d
     assert await store.count_recent("global", T0 - 1) == 4
 
 
+async def test_rate_events_are_one_row_per_key_and_minute(store: Store, state_dir: Path) -> None:
+    for i in range(500):
+        await store.record_event("global", T0 + i * 0.1)
+    assert await store.count_recent("global", T0 - HOUR) == 500
+    assert count(state_dir, "rate_events") <= 2
+
+
 async def test_rate_limit_counters_survive_a_restart(state_dir: Path) -> None:
     async with await Store.open(state_dir) as store:
         await store.record_event("sender:bob@example.org", T0)
         await store.record_event("sender:bob@example.org", T0 + 5, n=2)
+        await store.record_event("sender:bob@example.org", T0 + 120)
         await store.record_event("global", T0 + 5)
     async with await Store.open(state_dir) as store:
-        assert await store.count_recent("sender:bob@example.org", T0) == 3
-        assert await store.count_recent("sender:bob@example.org", T0 + 1) == 2
+        assert await store.count_recent("sender:bob@example.org", T0) == 4
+        # Counted per minute: a window never starts inside a minute, it takes all of it.
+        assert await store.count_recent("sender:bob@example.org", T0 + 1) == 4
+        assert await store.count_recent("sender:bob@example.org", T0 + 100) == 1
         with pytest.raises(RateLimited):
             await accept(
                 store, [number(1)], now=T0 + 10, rate_limits=[RateLimitCheck("global", HOUR, 1)]
@@ -786,3 +797,23 @@ def test_an_accepted_message_survives_sigkill_right_after_accept(state_dir: Path
             assert [j.state if j else None for j in jobs] == [JobState.ACCEPTED] * 2
 
     asyncio.run(check())
+
+
+async def test_version_2_rate_events_migrate_into_minute_buckets(state_dir: Path) -> None:
+    from bridge import store_schema
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(state_dir / DB_FILENAME) as conn:
+        for step in store_schema.MIGRATIONS[:2]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 2")
+        conn.executemany(
+            "INSERT INTO rate_events (key, at, n) VALUES (?, ?, ?)",
+            [("global", T0, 1), ("global", T0 + 1, 2), ("global", T0 + 300, 1), ("x", T0, 5)],
+        )
+    async with await Store.open(state_dir) as store:
+        assert await store.count_recent("global", T0 - HOUR) == 4
+        assert await store.count_recent("x", T0 - HOUR) == 5
+        assert await store.count_recent("global", T0 + 240) == 1
+    assert count(state_dir, "rate_events") == 3
