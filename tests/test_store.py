@@ -799,7 +799,7 @@ def test_an_accepted_message_survives_sigkill_right_after_accept(state_dir: Path
     asyncio.run(check())
 
 
-async def test_version_2_rate_events_migrate_into_minute_buckets(state_dir: Path) -> None:
+def _version_2_database(state_dir: Path) -> None:
     from bridge import store_schema
 
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -812,6 +812,10 @@ async def test_version_2_rate_events_migrate_into_minute_buckets(state_dir: Path
             "INSERT INTO rate_events (key, at, n) VALUES (?, ?, ?)",
             [("global", T0, 1), ("global", T0 + 1, 2), ("global", T0 + 300, 1), ("x", T0, 5)],
         )
+
+
+async def test_version_2_rate_events_migrate_into_minute_buckets(state_dir: Path) -> None:
+    _version_2_database(state_dir)
     async with await Store.open(state_dir) as store:
         assert await store.count_recent("global", T0 - HOUR) == 4
         assert await store.count_recent("x", T0 - HOUR) == 5
