@@ -21,6 +21,7 @@ from typing import Any
 
 from bridge import wiring
 from bridge.config import Config
+from bridge.config_schema import ImapConnection
 from bridge.errors import BridgeError
 from bridge.intake import Intake, IntakePolicy, Reply
 from bridge.jobs import Job, JobState, MessageSource
@@ -235,4 +236,25 @@ async def probe(config: Config) -> list[tuple[str, bool, str]]:
         results.append(("mail relay", True, detail))
     except BridgeError as exc:
         results.append(("mail relay", False, str(exc)))
+    if config.imap_in is not None:
+        results.append(await _probe_imap("IMAP intake", config.imap_in, config.imap_in.folder))
+    if config.imap_out is not None:
+        results.append(await _probe_imap("IMAP delivery", config.imap_out, None))
     return results
+
+
+async def _probe_imap(
+    what: str, section: ImapConnection, folder: str | None
+) -> tuple[str, bool, str]:
+    # Imported here: the IMAP extra is optional (config refuses imap_* without it).
+    from bridge.imap import ImapClient, ImapSettings
+
+    try:
+        async with ImapClient(ImapSettings.from_config(section)) as client:
+            if folder is not None:
+                selection = await client.select(folder)
+                detail = f"{folder} holds {selection.exists} message(s)"
+                return what, True, f"{section.username} at {section.host}: {detail}"
+        return what, True, f"logged in as {section.username} at {section.host}"
+    except BridgeError as exc:
+        return what, False, str(exc)

@@ -128,3 +128,22 @@ async def test_append_refused_by_quota_keeps_the_fax_unread(
     assert fax["imageStatus"] == "UNREAD"
     assert sink.received[0].rcpt_tos == ["admin@clinic.example.org"]
     assert ALICE not in sink.received[0].rcpt_tos
+
+
+async def test_probe_logs_in_to_both_mailboxes_and_names_the_one_that_fails(
+    tmp_path: Path, dovecot: Dovecot, sandbox: RunningSandbox, sink: RunningSink
+) -> None:
+    from bridge.admin import probe
+
+    good, bad = dovecot.add_user(), dovecot.add_user()
+    extra = _imap("imap_in", dovecot, good) + _imap("imap_out", dovecot, bad).replace(
+        f"password: {PASSWORD}", "password: wrong"
+    )
+    results = await probe(load(_config_text(tmp_path, sandbox, sink, extra), tmp_path))
+    by_name = {what: (ok, detail) for what, ok, detail in results}
+    assert by_name["InterFAX credentials"][0]
+    assert by_name["mail relay"][0]
+    assert by_name["IMAP intake"] == (True, f"{good} at {dovecot.host}: INBOX holds 0 message(s)")
+    ok, detail = by_name["IMAP delivery"]
+    assert not ok
+    assert detail
