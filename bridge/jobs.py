@@ -189,6 +189,15 @@ class Job:
     result: Mapping[str, Any] | None
     trace_id: str
 
+    @property
+    def label(self) -> str:
+        """How logs name the job: its id and its reference, which carries the trace id.
+
+        The same reference is what InterFAX stores and what the sender's report shows, so
+        one grep follows a fax from the SMTP dialogue to InterFAX and back.
+        """
+        return f"job {self.id} ({self.reference})"
+
 
 @dataclass(frozen=True, slots=True)
 class Message:

@@ -244,11 +244,11 @@ class Submitter:
             self._pause_mark = self._pause_mark or self._clock()
             await self._back_to(job, JobState.ACCEPTED, self._clock(), str(exc))
         except AmbiguousError as exc:
-            log.warning("job %s: submission outcome unknown, reconciling: %s", job.id, exc)
+            log.warning("%s: submission outcome unknown, reconciling: %s", job.label, exc)
             await self._in_doubt(job, str(exc), notes)
         except TransientError as exc:
             delay = self._settings.backoff.delay(job.attempts, retry_after=exc.retry_after)
-            log.info("job %s: retrying in %.0fs: %s", job.id, delay, exc)
+            log.info("%s: retrying in %.0fs: %s", job.label, delay, exc)
             await self._back_to(job, JobState.ACCEPTED, self._clock() + delay, str(exc))
         except PermanentError as exc:
             await self._fail(job, _failure("interfax", str(exc), **notes))
@@ -256,7 +256,7 @@ class Submitter:
             # A bug of ours, maybe after the POST went out: only a search can tell.
             await self._unexpected(job, exc, notes=notes)
         else:
-            log.info("job %s: submitted as fax %d (%s)", job.id, fax_id, job.reference)
+            log.info("%s: submitted as fax %d", job.label, fax_id)
             metrics.FAXES.inc(event="submitted")
             await self._store.transition(
                 job.id,
@@ -280,7 +280,7 @@ class Submitter:
             return
         except Exception as exc:
             if now - since > self._settings.in_doubt_deadline:
-                log.error("job %s: still in doubt after the deadline: held for an operator", job.id)
+                log.error("%s: still in doubt after the deadline: held for an operator", job.label)
                 await self._back_to(job, JobState.HELD, now, f"reconciliation failed: {exc}")
                 return
             delay = self._settings.backoff.delay(job.attempts)
@@ -291,8 +291,8 @@ class Submitter:
         matches = sorted(fax.id for fax in found if _same_number(fax.destination_fax, job))
         if len(matches) < len(found):
             log.error(
-                "job %s: search by reference %s returned faxes to other numbers; ignored",
-                job.id,
+                "%s: search by reference %s returned faxes to other numbers; ignored",
+                job.label,
                 job.reference,
             )
         if matches:
@@ -303,7 +303,7 @@ class Submitter:
                 job, JobState.IN_DOUBT, since + self._settings.in_doubt_grace, job.last_error
             )
         else:
-            log.info("job %s: no fax with reference %s: submitting again", job.id, job.reference)
+            log.info("%s: no fax with that reference at InterFAX: submitting again", job.label)
             await self._submit(job)
 
     async def _notes(self, job: Job) -> Mapping[str, Any]:
@@ -319,7 +319,7 @@ class Submitter:
 
     async def _adopt(self, job: Job, fax_ids: list[int]) -> None:
         keep, *extra = fax_ids
-        log.info("job %s: reconciled, fax %d exists (%s)", job.id, keep, job.reference)
+        log.info("%s: reconciled, fax %d exists", job.label, keep)
         await self._store.transition(
             job.id,
             expect=JobState.SUBMITTING,
@@ -331,8 +331,8 @@ class Submitter:
         )
         for duplicate in extra:
             log.error(
-                "job %s: InterFAX holds %d faxes with reference %s; cancelling duplicate %d",
-                job.id,
+                "%s: InterFAX holds %d faxes with reference %s; cancelling duplicate %d",
+                job.label,
                 len(fax_ids),
                 job.reference,
                 duplicate,
@@ -357,7 +357,7 @@ class Submitter:
 
     async def _fail(self, job: Job, result: Mapping[str, Any]) -> None:
         metrics.FAXES.inc(event="failed")
-        log.warning("job %s: failed: %s", job.id, result.get("reason"))
+        log.warning("%s: failed: %s", job.label, result.get("reason"))
         await self._store.transition(
             job.id,
             expect=JobState.SUBMITTING,
@@ -391,7 +391,7 @@ class Submitter:
         ``notes`` is given when the error came from sending: then the fax may exist,
         so the job goes IN_DOUBT (reconciled by search) instead of back to the queue.
         """
-        log.exception("job %s: unexpected error while submitting", job.id, exc_info=exc)
+        log.exception("%s: unexpected error while submitting", job.label, exc_info=exc)
         if job.attempts >= self._settings.quarantine_after:
             await self._back_to(job, JobState.HELD, self._clock(), f"quarantined: {exc!r}")
             return

@@ -273,10 +273,10 @@ class Reporter:
                 return
             except PermanentError as exc:
                 # Retrying cannot help: record it loudly and end the job.
-                log.error("job %s: report to %s refused: %s", job.id, job.sender, exc)
+                log.error("%s: report to %s refused: %s", job.label, job.sender, exc)
                 await self._done(job, f"report refused: {exc}")
                 return
-            log.info("job %s: reported to %s", job.id, job.sender)
+            log.info("%s: reported to %s", job.label, job.sender)
         await self._done(job, job.last_error)
 
     async def _build(self, job: Job) -> EmailMessage:

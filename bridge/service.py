@@ -240,7 +240,7 @@ class Service:
             tiff = await self._client.outbound_image(job.fax_id)
             return await asyncio.to_thread(as_pdf, tiff)
         except BridgeError as exc:
-            log.warning("job %s: sent image unavailable for the report: %s", job.id, exc)
+            log.warning("%s: sent image unavailable for the report: %s", job.label, exc)
             return None
 
     async def _supervise(self, worker: Worker) -> None:

@@ -113,8 +113,8 @@ class StatusPoller:
                 finished += 1
                 metrics.FAXES.inc(event="sent" if success else "failed")
                 log.info(
-                    "job %s: fax %d finished with status %d (%s)",
-                    job.id,
+                    "%s: fax %d finished with status %d (%s)",
+                    job.label,
                     record.id,
                     record.status,
                     fax_status.describe(record.status),
