@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 
@@ -104,6 +105,28 @@ def _classify_reply(code: int, text: str, what: str) -> Exception:
     return MailTransientError(f"unexpected relay reply to {what}: {code} {text}")
 
 
+def _translate(exc: Exception) -> Exception:
+    """The error of ours for an aiosmtplib or socket failure (most specific first)."""
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return MailAuthError(f"relay refused authentication: {exc.code} {exc.message}")
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        first = exc.recipients[0]
+        if all(400 <= r.code < 500 for r in exc.recipients):
+            return MailTransientError(
+                f"relay deferred every recipient: {first.code} {first.message}"
+            )
+        return _rejected(first.code, first.message, "every recipient")
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        return _classify_reply(exc.code, exc.message, "the sender")
+    if isinstance(exc, aiosmtplib.SMTPDataError):
+        return _classify_reply(exc.code, exc.message, "the message")
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        return MailTransientError(f"relay does not support what we need: {exc}")
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return _classify_reply(exc.code, exc.message, "the session")
+    return MailTransientError(f"relay unreachable: {type(exc).__name__}: {exc}")
+
+
 class Mailer:
     """Send mail through the configured relay, one connection per message."""
 
@@ -118,6 +141,21 @@ class Mailer:
     def settings(self) -> RelaySettings:
         """The relay this mailer talks to."""
         return self._settings
+
+    def _connection(self) -> dict[str, Any]:
+        """How to reach and log in to the relay, as aiosmtplib takes it."""
+        s = self._settings
+        return {
+            "hostname": s.host,
+            "port": s.port,
+            "username": s.username,
+            "password": s.password,
+            "local_hostname": s.local_hostname,
+            "timeout": s.timeout,
+            "use_tls": s.security is RelaySecurity.TLS,
+            "start_tls": s.security is RelaySecurity.STARTTLS,
+            "tls_context": self._tls_context,
+        }
 
     async def send(
         self, message: EmailMessage | bytes, *, sender: str, recipients: Sequence[str]
@@ -134,41 +172,12 @@ class Mailer:
             raise PermanentError("no recipients")
         for rcpt in recipients:
             check_envelope_address(rcpt)
-        s = self._settings
         try:
             errors, response = await aiosmtplib.send(
-                message,
-                sender=sender,
-                recipients=list(recipients),
-                hostname=s.host,
-                port=s.port,
-                username=s.username,
-                password=s.password,
-                local_hostname=s.local_hostname,
-                timeout=s.timeout,
-                use_tls=s.security is RelaySecurity.TLS,
-                start_tls=s.security is RelaySecurity.STARTTLS,
-                tls_context=self._tls_context,
+                message, sender=sender, recipients=list(recipients), **self._connection()
             )
-        except aiosmtplib.SMTPAuthenticationError as exc:
-            raise MailAuthError(f"relay refused authentication: {exc.code} {exc.message}") from exc
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            first = exc.recipients[0]
-            if all(400 <= r.code < 500 for r in exc.recipients):
-                raise MailTransientError(
-                    f"relay deferred every recipient: {first.code} {first.message}"
-                ) from exc
-            raise _rejected(first.code, first.message, "every recipient") from exc
-        except aiosmtplib.SMTPSenderRefused as exc:
-            raise _classify_reply(exc.code, exc.message, "the sender") from exc
-        except aiosmtplib.SMTPDataError as exc:
-            raise _classify_reply(exc.code, exc.message, "the message") from exc
-        except aiosmtplib.SMTPNotSupported as exc:
-            raise MailTransientError(f"relay does not support what we need: {exc}") from exc
-        except aiosmtplib.SMTPResponseException as exc:
-            raise _classify_reply(exc.code, exc.message, "the session") from exc
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-            raise MailTransientError(f"relay unreachable: {type(exc).__name__}: {exc}") from exc
+            raise _translate(exc) from exc
         refused = {rcpt: (resp.code, resp.message) for rcpt, resp in errors.items()}
         return SentMail(response=response, refused=refused)
 
@@ -179,25 +188,11 @@ class Mailer:
         exactly which step failed and why.
         """
         s = self._settings
-        client = aiosmtplib.SMTP(
-            hostname=s.host,
-            port=s.port,
-            username=s.username,
-            password=s.password,
-            local_hostname=s.local_hostname,
-            timeout=s.timeout,
-            use_tls=s.security is RelaySecurity.TLS,
-            start_tls=s.security is RelaySecurity.STARTTLS,
-            tls_context=self._tls_context,
-        )
+        client = aiosmtplib.SMTP(**self._connection())
         try:
             await client.connect()
             await client.quit()
-        except aiosmtplib.SMTPAuthenticationError as exc:
-            raise MailAuthError(f"relay refused authentication: {exc.code} {exc.message}") from exc
-        except aiosmtplib.SMTPResponseException as exc:
-            raise _classify_reply(exc.code, exc.message, "the session") from exc
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-            raise MailTransientError(f"relay unreachable: {type(exc).__name__}: {exc}") from exc
+            raise _translate(exc) from exc
         login = f", logged in as {s.username}" if s.username else ""
         return f"{s.host}:{s.port} answered ({s.security}{login})"
