@@ -149,6 +149,7 @@ class FaxProcessor:
 
     async def _deliver(self, fax: InboundFax) -> InboundFax | None:
         decision = self.route(fax)
+        source: tuple[bytes, str] | None = None
         if decision is None:
             # No route now; recipients recorded earlier (under an older configuration)
             # were promised the fax and still get it.
@@ -167,8 +168,17 @@ class FaxProcessor:
                 )
                 raise Deferred("deliver: imap is not available", delay=self._backoff.cap)
             wanted = [InboundRecipient(t.recipient, t.channel) for t in decision.targets]
-            deliveries = await self._store.inbound_set_recipients(fax.message_id, wanted)
             presentation = decision.presentation
+            if presentation.attach and fax.state is InboundState.SEEN:
+                # Download first, then keep the image and the recipients in one
+                # transaction: the image is durable before any delivery can start.
+                image = await self._client.inbound_image(fax.message_id)
+                source = image.data, image.content_type
+                _, deliveries = await self._store.inbound_store_download(
+                    fax.message_id, image.data, image.content_type, wanted, now=self._clock()
+                )
+            else:
+                deliveries = await self._store.inbound_set_recipients(fax.message_id, wanted)
         todo = [d for d in deliveries if d.state is not DeliveryState.DELIVERED]
         if not todo:
             # Everyone has it (a repeated "done" is harmless and promotes the fax).
@@ -177,7 +187,11 @@ class FaxProcessor:
                 fax.message_id, last.recipient, last.smtp_message_id or "", now=self._clock()
             )
         facts = self.facts(fax)
-        images = await self._images(fax, facts, presentation) if presentation.attach else None
+        images = None
+        if presentation.attach:
+            if source is None:
+                source = await self._stored_image(fax)
+            images = _LazyImages(source, presentation, facts, self.settings.mail.filename_template)
         result: InboundFax | None = None
         failed: list[str] = []
         for delivery in todo:
@@ -193,9 +207,8 @@ class FaxProcessor:
             log.info("fax %d: delivered to %d recipient(s)", fax.message_id, len(deliveries))
         return result
 
-    async def _images(
-        self, fax: InboundFax, facts: FaxFacts, presentation: Presentation
-    ) -> FaxImages:
+    async def _stored_image(self, fax: InboundFax) -> tuple[bytes, str]:
+        """The image the ledger kept, else a fresh download (kept when the fax is SEEN)."""
         stored = None
         if fax.state is InboundState.DOWNLOADED:
             stored = await self._store.inbound_image(fax.message_id)
@@ -206,29 +219,24 @@ class FaxProcessor:
                 await self._store.inbound_store_image(
                     fax.message_id, image.data, image.content_type, now=self._clock()
                 )
-        data, content_type = stored
-        args = (
-            data,
-            content_type,
-            presentation.format,
-            facts,
-            self.settings.mail.filename_template,
-        )
-        return await asyncio.to_thread(prepare_images, *args)
+        return stored
 
     async def _deliver_one(
         self,
         facts: FaxFacts,
         delivery: InboundDelivery,
         presentation: Presentation,
-        images: FaxImages | None,
+        images: _LazyImages | None,
     ) -> InboundFax | str | None:
         """Deliver to one recipient: the fax row after recording it, or the error text."""
-        # Encoding a large fax and re-parsing the result is CPU work: off the event loop.
-        message = await asyncio.to_thread(self._mail, facts, delivery, presentation, images)
+        # Converting the image, encoding the mail and re-parsing its headers is CPU work:
+        # off the event loop, in one hop.
+        message, data = await asyncio.to_thread(
+            self._wire_mail, facts, delivery, presentation, images
+        )
         try:
             try:
-                await self._send(delivery, message, facts)
+                await self._send(delivery, data, facts)
             except MessageTooLarge as exc:
                 log.warning(
                     "fax %d: too large for the relay for %s, sending a notice instead: %s",
@@ -241,10 +249,10 @@ class FaxProcessor:
                     f"{exc.smtp_text}), so it is not attached. Download it from the InterFAX "
                     f"web portal (message {facts.message_id}) while InterFAX keeps it."
                 )
-                message = await asyncio.to_thread(
-                    self._mail, facts, delivery, presentation, None, note
+                message, data = await asyncio.to_thread(
+                    self._wire_mail, facts, delivery, presentation, None, note
                 )
-                await self._send(delivery, message, facts)
+                await self._send(delivery, data, facts)
                 self._count("too_large")
         except (TransientError, PermanentError, AuthError) as exc:
             return await self._failed(facts, delivery, exc)
@@ -253,41 +261,38 @@ class FaxProcessor:
             facts.message_id, delivery.recipient, str(message["Message-ID"]), now=self._clock()
         )
 
-    def _mail(
+    def _wire_mail(
         self,
         facts: FaxFacts,
         delivery: InboundDelivery,
         presentation: Presentation,
-        images: FaxImages | None,
+        images: _LazyImages | None,
         *notes: str,
-    ) -> EmailMessage:
-        return build_fax_mail(
+    ) -> tuple[EmailMessage, bytes]:
+        """The mail and its bytes as ``delivery``'s channel takes them (worker thread)."""
+        message = build_fax_mail(
             facts,
             recipient=delivery.recipient,
             channel=delivery.channel,
             presentation=presentation,
-            images=images,
+            images=images.get() if images is not None else None,
             settings=self.settings.mail,
             renderer=self.renderer,
             now=datetime.now(UTC),
             extra_notes=notes,
         )
+        if delivery.channel is DeliveryChannel.MAILDIR:
+            return message, message.as_bytes(policy=message.policy.clone(linesep="\n"))
+        # SMTP: CRLF is the message's own policy; IMAP wants CRLF in an APPEND literal.
+        return message, message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
 
-    async def _send(
-        self, delivery: InboundDelivery, message: EmailMessage, facts: FaxFacts
-    ) -> None:
+    async def _send(self, delivery: InboundDelivery, data: bytes, facts: FaxFacts) -> None:
         if delivery.channel is DeliveryChannel.SMTP:
             sender = self.settings.mail.sender.addr_spec
-            data = await asyncio.to_thread(message.as_bytes)  # CRLF: the message's SMTP policy
             await self._mailer.send(data, sender=sender, recipients=[delivery.recipient])
         elif delivery.channel is DeliveryChannel.MAILDIR:
-            unix = message.policy.clone(linesep="\n")
-            data = await asyncio.to_thread(message.as_bytes, policy=unix)
             await asyncio.to_thread(maildir.deliver, Path(delivery.recipient), data)
         elif self._imap is not None:
-            # IMAP wants CRLF line ends in an APPEND literal.
-            crlf = message.policy.clone(linesep="\r\n")
-            data = await asyncio.to_thread(message.as_bytes, policy=crlf)
             await self._imap(data, delivery.recipient, facts.received)
         else:
             raise Deferred("deliver: imap is not available", delay=self._backoff.cap)
@@ -420,3 +425,32 @@ class FaxProcessor:
             )
         except BridgeError as exc:
             log.error("fax %d: could not record the failure (%s): %s", message_id, error, exc)
+
+
+class _LazyImages:
+    """A fax's attachments for one route, prepared on first use (in a worker thread).
+
+    Deliveries of one fax run one after another, so ``get`` never races with itself.
+    """
+
+    def __init__(
+        self,
+        source: tuple[bytes, str],
+        presentation: Presentation,
+        facts: FaxFacts,
+        filename_template: str,
+    ) -> None:
+        self._source = source
+        self._format = presentation.format
+        self._facts = facts
+        self._template = filename_template
+        self._images: FaxImages | None = None
+
+    def get(self) -> FaxImages:
+        """The attachments (converting a TIFF only once)."""
+        if self._images is None:
+            data, content_type = self._source
+            self._images = prepare_images(
+                data, content_type, self._format, self._facts, self._template
+            )
+        return self._images

@@ -76,6 +76,32 @@ class InboundStore(StoreBase):
 
         return await self._write(run)
 
+    async def inbound_store_download(
+        self,
+        message_id: int,
+        data: bytes,
+        content_type: str,
+        recipients: Sequence[InboundRecipient],
+        *,
+        now: float,
+    ) -> tuple[InboundFax | None, list[InboundDelivery]]:
+        """:meth:`inbound_store_image` and :meth:`inbound_set_recipients` in one transaction.
+
+        The image is kept (SEEN -> DOWNLOADED) only when the fax is SEEN; the recipients
+        are added in any case. Returns the fax (None when unknown) and every delivery.
+        """
+
+        def run(conn: Connection) -> tuple[InboundFax | None, list[InboundDelivery]]:
+            conn.execute(
+                "UPDATE inbound_faxes SET image = ?, image_type = ?, state = ?, updated_at = ?"
+                " WHERE message_id = ? AND state = ?",
+                (data, content_type, InboundState.DOWNLOADED, now, message_id, InboundState.SEEN),
+            )
+            _add_recipients(conn, message_id, recipients)
+            return _inbound(conn, message_id), _deliveries(conn, message_id)
+
+        return await self._write(run)
+
     async def inbound_image(self, message_id: int) -> tuple[bytes, str] | None:
         """The stored image and its content type, or None (not downloaded or purged)."""
 
@@ -98,11 +124,7 @@ class InboundStore(StoreBase):
         """
 
         def run(conn: Connection) -> list[InboundDelivery]:
-            conn.executemany(
-                "INSERT INTO inbound_deliveries (message_id, recipient, channel, state)"
-                " VALUES (?, ?, ?, 'pending') ON CONFLICT (message_id, recipient) DO NOTHING",
-                [(message_id, r.recipient, r.channel) for r in recipients],
-            )
+            _add_recipients(conn, message_id, recipients)
             return _deliveries(conn, message_id)
 
         return await self._write(run)
@@ -310,3 +332,13 @@ def _delivery_exists(conn: Connection, message_id: int, recipient: str) -> bool:
         (message_id, recipient),
     ).fetchone()
     return row is not None
+
+
+def _add_recipients(
+    conn: Connection, message_id: int, recipients: Sequence[InboundRecipient]
+) -> None:
+    conn.executemany(
+        "INSERT INTO inbound_deliveries (message_id, recipient, channel, state)"
+        " VALUES (?, ?, ?, 'pending') ON CONFLICT (message_id, recipient) DO NOTHING",
+        [(message_id, r.recipient, r.channel) for r in recipients],
+    )

@@ -97,7 +97,7 @@ async def test_crash_after_the_download_resumes_without_downloading_again(
     h: InboundHarness,
 ) -> None:
     fax_id = await h.control.receive_fax(minimal_pdf(pages=2), phone_number="+12125550100")
-    crash_after(h.store, "inbound_store_image")
+    crash_after(h.store, "inbound_store_download")
     await crashed_poll(h)
     assert (await h.fax(fax_id)).state is InboundState.DOWNLOADED
     assert h.sink.received == []

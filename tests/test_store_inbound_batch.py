@@ -1,0 +1,62 @@
+"""The inbound ledger's combined download step: the image and the recipients recorded with
+one commit, with the same outcome as the two single steps."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bridge.jobs import DeliveryChannel, DeliveryState, InboundRecipient, InboundState
+from bridge.store import Store
+from tests.test_store import T0, inbound_record
+
+A, B = InboundRecipient("a@example.org"), InboundRecipient("b@example.org")
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with await Store.open(tmp_path / "state") as opened:
+        yield opened
+
+
+async def test_store_download_keeps_the_image_and_adds_the_recipients(store: Store) -> None:
+    await store.inbound_seen(inbound_record(7), now=T0)
+    fax, deliveries = await store.inbound_store_download(
+        7, b"%PDF-1.4 fake", "application/pdf", [A, B], now=T0 + 1
+    )
+    assert fax is not None
+    assert (fax.state, fax.image_size, fax.updated_at) == (InboundState.DOWNLOADED, 13, T0 + 1)
+    assert await store.inbound_image(7) == (b"%PDF-1.4 fake", "application/pdf")
+    assert [(d.recipient, d.state) for d in deliveries] == [
+        (A.recipient, DeliveryState.PENDING),
+        (B.recipient, DeliveryState.PENDING),
+    ]
+    assert deliveries == await store.inbound_deliveries(7)
+
+
+async def test_store_download_keeps_the_first_image_and_existing_deliveries(
+    store: Store,
+) -> None:
+    await store.inbound_seen(inbound_record(7), now=T0)
+    await store.inbound_store_download(7, b"%PDF first", "application/pdf", [A], now=T0 + 1)
+    await store.inbound_delivery_done(7, A.recipient, "<a@fax.example.org>", now=T0 + 2)
+    maildir = InboundRecipient("/var/mail/fax", DeliveryChannel.MAILDIR)
+    fax, deliveries = await store.inbound_store_download(
+        7, b"II*\x00 other", "image/tiff", [A, maildir], now=T0 + 3
+    )
+    assert fax is not None
+    assert fax.state is InboundState.DELIVERED
+    assert await store.inbound_image(7) == (b"%PDF first", "application/pdf")
+    by_recipient = {d.recipient: d for d in deliveries}
+    assert by_recipient[A.recipient].state is DeliveryState.DELIVERED
+    assert by_recipient[A.recipient].smtp_message_id == "<a@fax.example.org>"
+    assert by_recipient[maildir.recipient].state is DeliveryState.PENDING
+    assert by_recipient[maildir.recipient].channel is DeliveryChannel.MAILDIR
+
+
+async def test_store_download_of_an_unknown_fax_changes_nothing(store: Store) -> None:
+    fax, deliveries = await store.inbound_store_download(99, b"%PDF", "application/pdf", [], now=T0)
+    assert (fax, deliveries) == (None, [])
+    assert await store.inbound_image(99) is None
