@@ -329,6 +329,8 @@ def _find_duplicate(
     return None if row is None else int(row["id"])
 
 
+_BLOB_SLICE = 1024 * 1024
+
 #: Rate events are counted per (key, minute): see schema version 3.
 _BUCKET_SECONDS = 60.0
 
@@ -372,9 +374,12 @@ def _insert_message(
     now: float,
     trace_id: str,
 ) -> int:
+    # The bytes go in through an incremental BLOB write: binding them as a parameter makes
+    # SQLite take a private copy of the whole message (tens of MB for a large fax).
     cur = conn.execute(
         "INSERT INTO messages (received_at, source, mail_from, from_header,"
-        " message_id_header, size, sha256, raw, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " message_id_header, size, sha256, raw, trace_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, zeroblob(?), ?)",
         (
             now,
             source,
@@ -383,11 +388,19 @@ def _insert_message(
             message_id_header,
             len(raw),
             hashlib.sha256(raw).hexdigest(),
-            raw,
+            len(raw),
             trace_id,
         ),
     )
     assert cur.lastrowid is not None
+    if raw:
+        blob = conn.blobopen("messages", "raw", cur.lastrowid)
+        try:
+            view = memoryview(raw)
+            for start in range(0, len(raw), _BLOB_SLICE):
+                blob.write(view[start : start + _BLOB_SLICE])
+        finally:
+            blob.close()
     return cur.lastrowid
 
 

@@ -302,10 +302,20 @@ class Cursor(Protocol):
     def __iter__(self) -> Iterator[Any]: ...
 
 
+class Blob(Protocol):
+    """An open BLOB for incremental writing (``sqlite3.Blob``)."""
+
+    def write(self, data: bytes | memoryview, /) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Connection(Protocol):
     """The part of the store's connection the SQL modules use."""
 
     def execute(self, sql: str, parameters: Params = (), /) -> Cursor: ...
+
+    def blobopen(self, table: str, column: str, row: int, /) -> Blob: ...
 
     def executemany(self, sql: str, parameters: Iterable[Params], /) -> Cursor: ...
 
