@@ -13,8 +13,10 @@ Every aiosmtplib error is translated here into the exception tree of
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import re
+import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -132,6 +134,7 @@ class Mailer:
 
     def __init__(self, settings: RelaySettings) -> None:
         self._settings = settings
+        self._ehlo_name: str | None = None
         self._tls_context: ssl.SSLContext | None = None
         if settings.security is not RelaySecurity.NONE:
             cafile = str(settings.ca_file) if settings.ca_file else None
@@ -142,15 +145,18 @@ class Mailer:
         """The relay this mailer talks to."""
         return self._settings
 
-    def _connection(self) -> dict[str, Any]:
+    async def _connection(self) -> dict[str, Any]:
         """How to reach and log in to the relay, as aiosmtplib takes it."""
         s = self._settings
+        if self._ehlo_name is None:
+            # aiosmtplib would look the FQDN up in a thread for every message otherwise.
+            self._ehlo_name = s.local_hostname or await asyncio.to_thread(socket.getfqdn)
         return {
             "hostname": s.host,
             "port": s.port,
             "username": s.username,
             "password": s.password,
-            "local_hostname": s.local_hostname,
+            "local_hostname": self._ehlo_name,
             "timeout": s.timeout,
             "use_tls": s.security is RelaySecurity.TLS,
             "start_tls": s.security is RelaySecurity.STARTTLS,
@@ -174,7 +180,7 @@ class Mailer:
             check_envelope_address(rcpt)
         try:
             errors, response = await aiosmtplib.send(
-                message, sender=sender, recipients=list(recipients), **self._connection()
+                message, sender=sender, recipients=list(recipients), **await self._connection()
             )
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             raise _translate(exc) from exc
@@ -188,7 +194,7 @@ class Mailer:
         exactly which step failed and why.
         """
         s = self._settings
-        client = aiosmtplib.SMTP(**self._connection())
+        client = aiosmtplib.SMTP(**await self._connection())
         try:
             await client.connect()
             await client.quit()
