@@ -67,6 +67,9 @@ class BuildFailed:
 Builder = Callable[[Job, bytes], Submission | BuildFailed]
 
 
+#: Seconds to wait before trying again after the store itself failed.
+_STORE_RETRY = 1.0
+
 #: Rate-event key under which paused seconds are counted (see ``Submitter._count_pause``).
 PAUSE_KEY = "interfax:auth_paused_seconds"
 
@@ -129,16 +132,25 @@ class Submitter:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Submit until ``stopping`` is set; a job in flight finishes first."""
+        # This worker is the only one that claims jobs, one at a time: whenever it is not
+        # inside run_once, a job left SUBMITTING was abandoned by an error (or by a crash
+        # of this worker, which the service restarts) and may have reached InterFAX.
+        abandoned = True
         while not stopping.is_set():
             self.heartbeat.beat()
             # Cleared before looking for work, never after: mail accepted while we look
             # sets it again, and the sleep below returns at once instead of idling.
             self._wake.clear()
             try:
+                if abandoned:
+                    await self._store.recover_interrupted(self._clock())
+                    abandoned = False
                 worked = await self.run_once()
             except TransientError as exc:  # the store itself is unwell: back off briefly
                 log.warning("submitter: %s", exc)
-                worked = False
+                abandoned = True
+                await sleep_or_stop(stopping, _STORE_RETRY, heartbeat=self.heartbeat)
+                continue
             if worked:
                 continue
             if self._gate.paused:

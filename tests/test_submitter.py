@@ -628,3 +628,35 @@ async def test_a_401_outage_longer_than_max_submit_age_does_not_expire_the_job(
     assert await ob.submitter.run_once() is True  # resumes and submits
     assert (await ob.job(job.id)).state is JobState.SUBMITTED
     assert len(await sandbox_control.outbound()) == 1
+
+
+async def test_a_store_failure_after_the_post_leaves_no_job_stuck_submitting(
+    ob: Outbound, sandbox_control: SandboxControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridge.errors import StoreError
+
+    real = ob.store.transition
+    failed: list[int] = []
+
+    async def flaky(job_id: int, **kwargs: Any) -> Job | None:
+        if kwargs.get("to") is JobState.SUBMITTED and not failed:
+            failed.append(job_id)
+            raise StoreError("disk I/O error")
+        return await real(job_id, **kwargs)
+
+    monkeypatch.setattr(ob.store, "transition", flaky)
+    job = await ob.enqueue(pdf_mail())
+    stopping = asyncio.Event()
+    worker = asyncio.create_task(ob.submitter.run(stopping))
+    try:
+
+        async def submitted() -> bool:
+            return (await ob.job(job.id)).state is JobState.SUBMITTED
+
+        await eventually(submitted, within=30, what="the job reconciled to SUBMITTED")
+    finally:
+        stopping.set()
+        await asyncio.wait_for(worker, 30)
+    assert failed == [job.id]
+    [fax] = await sandbox_control.outbound()  # sent once, adopted after the store failure
+    assert (await ob.job(job.id)).fax_id == fax["id"]
