@@ -58,6 +58,8 @@ def parse_datetime(text: str) -> float:
 
 
 # --- Media types (shared/interfax-api.md §9, the table shipped with the .NET client) --
+# Deliberately not imported from bridge.mediatypes: the sandbox is an independent reading
+# of the reference, so that a mistake in the bridge's copy shows up as a test failure.
 
 EXTENSION_TYPES: dict[str, str] = {
     "pdf": "application/pdf",
