@@ -16,6 +16,8 @@ class ParseLimits:
     max_header_parse_chars: int = 512 * 1024
     max_parts: int = 500
     max_depth: int = 32
+    #: Base64 runs this long are decoded straight from the message (bridge.mailhollow).
+    hollow_min_bytes: int = 64 * 1024
 
     def __post_init__(self) -> None:
         for item in fields(self):

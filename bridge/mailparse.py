@@ -40,6 +40,7 @@ from email.policy import EmailPolicy
 from typing import TYPE_CHECKING, Any
 
 from bridge import mailheaders
+from bridge.mailhollow import Hollows, hollow
 from bridge.mailmodel import (
     BodySegment,
     HeaderUnparsable,
@@ -72,6 +73,8 @@ def parse_message(raw: bytes, *, limits: ParseLimits) -> ParsedMail | MailRefusa
 
     Returns a :class:`MailRefusal` for anything the message itself gets wrong
     or that exceeds ``limits``; never raises because of the message's content.
+    Base64 runs of at least ``limits.hollow_min_bytes`` are decoded straight from
+    ``raw`` (:mod:`bridge.mailhollow`), not copied through the email package.
     """
     if len(raw) > limits.max_message_bytes:
         return MailRefusal(f"message larger than {limits.max_message_bytes} bytes", 552, "5.3.4")
@@ -79,8 +82,10 @@ def parse_message(raw: bytes, *, limits: ParseLimits) -> ParsedMail | MailRefusa
         return MailRefusal(
             f"message header larger than {limits.max_header_block_bytes} bytes", 552, "5.3.4"
         )
+    budget = _Budget(limits)
+    raw, budget.hollows = hollow(raw, min_bytes=limits.hollow_min_bytes)
     try:
-        return _extract(_parse(raw, _Budget(limits)))
+        return _extract(_parse(raw, budget))
     except Refused as refused:
         return refused.refusal
 
@@ -132,6 +137,7 @@ class _Budget:
         self.parts = 0
         self.header_chars = 0
         self.parsed: dict[tuple[str, str], Any] = {}
+        self.hollows: Hollows | None = None
 
     def count_part(self) -> None:
         self.parts += 1
@@ -194,6 +200,24 @@ class _BoundedMessage(EmailMessage):
             payload.nesting = self.nesting + 1
             self.policy.budget.check_depth(payload.nesting)
         super().attach(payload)
+
+    def get_payload(self, i: Any = None, decode: bool = False) -> Any:
+        """The payload, with the text of hollowed base64 runs back in place."""
+        stdlib: Any = super()
+        hollows = self.policy.budget.hollows if isinstance(self.policy, _BoundedPolicy) else None
+        payload = self.__dict__.get("_payload")  # the stdlib's own attribute
+        if hollows is None or not isinstance(payload, str) or not hollows.holds_token(payload):
+            return stdlib.get_payload(i, decode)
+        cte = str(self.get("content-transfer-encoding", "")).lower()
+        if decode and i is None and cte == "base64":
+            data = hollows.decode_base64(payload)
+            if data is not None:
+                return data
+        self.__dict__["_payload"] = hollows.restore(payload)
+        try:
+            return stdlib.get_payload(i, decode)
+        finally:
+            self.__dict__["_payload"] = payload
 
 
 def _header_block_too_large(raw: bytes, limit: int) -> bool:

@@ -228,8 +228,10 @@ class Submitter:
     async def _submit(self, job: Job) -> None:
         now = self._clock()
         try:
-            raw = await self._store.message_raw(job.message_id)
-            built = await asyncio.to_thread(self._builder, job, raw)
+            # No local name for the raw bytes: they are garbage once the documents exist.
+            built = await asyncio.to_thread(
+                self._builder, job, await self._store.message_raw(job.message_id)
+            )
         except MessageMissing as exc:  # the message bytes are gone: nothing can be sent
             await self._fail(job, _failure("missing", str(exc)))
             return

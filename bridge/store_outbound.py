@@ -290,10 +290,17 @@ class OutboundStore(StoreBase):
         """A message's bytes as received. :class:`MessageMissing` if purged or unknown."""
 
         def run(conn: Connection) -> bytes:
-            row = conn.execute("SELECT raw FROM messages WHERE id = ?", (message_id,)).fetchone()
+            row = conn.execute("SELECT id FROM messages WHERE id = ?", (message_id,)).fetchone()
             if row is None:
                 raise MessageMissing(f"message {message_id} is not in the store")
-            return bytes(row["raw"])
+            # Through the BLOB handle: a SELECT would assemble the value in SQLite's
+            # memory and then copy it, two copies of a 25 MB message at once. (Purged
+            # in between, it fails as a store error and is retried.)
+            blob = conn.blobopen("messages", "raw", message_id, readonly=True)
+            try:
+                return blob.read()
+            finally:
+                blob.close()
 
         return await self._read(run)
 

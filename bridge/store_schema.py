@@ -177,8 +177,18 @@ _V3: Final = (
     "ALTER TABLE rate_buckets RENAME TO rate_events",
 )
 
+# The message bytes become the record's last field. SQLite keeps the zeroblob that
+# reserves them (see ``_insert_message``) unexpanded only there; anywhere else it
+# builds the whole record in memory, two copies of a 25 MB message.
+_V4: Final = (
+    "ALTER TABLE messages ADD COLUMN raw_last BLOB NOT NULL DEFAULT x''",
+    "UPDATE messages SET raw_last = raw",
+    "ALTER TABLE messages DROP COLUMN raw",
+    "ALTER TABLE messages RENAME COLUMN raw_last TO raw",
+)
+
 #: Every schema step, oldest first. ``len(MIGRATIONS)`` is the current version.
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4)
 
 
 # -- rows to values -----------------------------------------------------------------
@@ -303,7 +313,9 @@ class Cursor(Protocol):
 
 
 class Blob(Protocol):
-    """An open BLOB for incremental writing (``sqlite3.Blob``)."""
+    """An open BLOB for incremental reading and writing (``sqlite3.Blob``)."""
+
+    def read(self, length: int = -1, /) -> bytes: ...
 
     def write(self, data: bytes | memoryview, /) -> None: ...
 
@@ -315,7 +327,7 @@ class Connection(Protocol):
 
     def execute(self, sql: str, parameters: Params = (), /) -> Cursor: ...
 
-    def blobopen(self, table: str, column: str, row: int, /) -> Blob: ...
+    def blobopen(self, table: str, column: str, row: int, /, *, readonly: bool = False) -> Blob: ...
 
     def executemany(self, sql: str, parameters: Iterable[Params], /) -> Cursor: ...
 

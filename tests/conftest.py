@@ -239,3 +239,21 @@ async def sandbox_api(sandbox: RunningSandbox) -> AsyncIterator[httpx.AsyncClien
     auth = (sandbox.username, sandbox.password)
     async with httpx.AsyncClient(base_url=sandbox.base_url, auth=auth) as http:
         yield http
+
+
+@pytest.fixture(params=["runs-of-64-KiB", "every-run"])
+def hollow_modes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a parsing test twice: as configured, and hollowing every base64-looking run.
+
+    The second mode sends every line run of base64 characters (short words in text
+    bodies, quoted-printable lines, small attachments) through bridge.mailhollow, so
+    each assertion also proves the skeleton parses exactly like the whole message.
+    """
+    if request.param == "every-run":
+        from bridge import mailhollow, mailparse
+
+        def everything(raw: bytes, *, min_bytes: int) -> Any:
+            return mailhollow.hollow(raw, min_bytes=1)
+
+        monkeypatch.setattr(mailparse, "hollow", everything)
+    return str(request.param)

@@ -10,6 +10,7 @@ from bridge.mailparse import MailRefusal, ParsedMail, ParseLimits, parse_message
 from tests import mail_samples as s
 
 LIMITS = ParseLimits()
+pytestmark = pytest.mark.usefixtures("hollow_modes")
 
 
 def parsed(raw: bytes, limits: ParseLimits = LIMITS) -> ParsedMail:

@@ -25,6 +25,8 @@ from bridge.message_to_fax import (
 from bridge.render import TemplateRenderer
 from tests import mail_samples as s
 
+pytestmark = pytest.mark.usefixtures("hollow_modes")
+
 NOW = datetime(2024, 6, 3, 8, 30, tzinfo=UTC)
 SETTINGS = FaxBuildSettings(renderer=TemplateRenderer(), timezone=ZoneInfo("Europe/Berlin"))
 BOM = "\ufeff".encode()

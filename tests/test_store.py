@@ -821,3 +821,42 @@ async def test_version_2_rate_events_migrate_into_minute_buckets(state_dir: Path
         assert await store.count_recent("x", T0 - HOUR) == 5
         assert await store.count_recent("global", T0 + 240) == 1
     assert count(state_dir, "rate_events") == 3
+
+
+def _version_3_database_with_a_job(state_dir: Path) -> None:
+    from bridge import store_schema
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(state_dir / DB_FILENAME) as conn:
+        for step in store_schema.MIGRATIONS[:3]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 3")
+        conn.execute(
+            "INSERT INTO messages (id, received_at, source, mail_from, from_header, size,"
+            " sha256, raw, trace_id) VALUES (7, ?, 'smtp', 'a@example.org', 'a@example.org',"
+            " 3, ?, x'010203', 'trace')",
+            (T0, "0" * 64),
+        )
+        conn.execute(
+            "INSERT INTO jobs (id, message_id, destination, sender, reference, state,"
+            " next_attempt_at, created_at, updated_at, trace_id)"
+            " VALUES (9, 7, '+12125550100', 'a@example.org', 'ref-7', 'accepted', ?, ?, ?, 't')",
+            (T0, T0, T0),
+        )
+
+
+def _message_columns(state_dir: Path) -> list[str]:
+    with sqlite3.connect(state_dir / DB_FILENAME) as conn:
+        return [row[1] for row in conn.execute("PRAGMA table_info(messages)")]
+
+
+async def test_version_3_messages_keep_their_bytes_and_jobs_with_raw_last(state_dir: Path) -> None:
+    _version_3_database_with_a_job(state_dir)
+    async with await Store.open(state_dir) as store:
+        assert await store.message_raw(7) == b"\x01\x02\x03"
+        job = await store.get_job(9)
+        assert job is not None
+        assert (job.message_id, job.reference) == (7, "ref-7")
+    # Only as the last field does SQLite keep a zeroblob unexpanded (see _V4).
+    assert _message_columns(state_dir)[-1] == "raw"
