@@ -205,7 +205,7 @@ class InboundWorker:
         started: set[int] = set()
         listing_error: BridgeError | None = None
         self._count("polls")
-        async with asyncio.TaskGroup() as tasks:
+        async with self._processor.batch(), asyncio.TaskGroup() as tasks:
 
             def start(fax: InboundFax) -> None:
                 if fax.message_id in started or (stopping is not None and stopping.is_set()):
@@ -219,21 +219,20 @@ class InboundWorker:
             ):
                 start(fax)
             try:
-                async for listed in self._client.iter_inbound(
+                async for page in self._client.iter_inbound_pages(
                     unread_only=True,
                     page_size=self.settings.page_size,
                     all_users=self.settings.all_users,
                 ):
                     self._gate.resume()  # InterFAX accepted our credentials
-                    report.listed += 1
-                    fax = await self._store.inbound_seen(
-                        record_of(listed, now=self._clock()), now=self._clock()
-                    )
-                    report.new += fax.created
-                    wanted = await self._wanted(fax, report)
-                    if wanted is not None:
-                        start(wanted)
-                self._gate.resume()
+                    now = self._clock()
+                    records = [record_of(listed, now=now) for listed in page]
+                    for fax in await self._store.inbound_seen_page(records, now=now):
+                        report.listed += 1
+                        report.new += fax.created
+                        wanted = await self._wanted(fax, report)
+                        if wanted is not None:
+                            start(wanted)
             except BridgeError as exc:
                 listing_error = exc
         if listing_error is not None:

@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
 from bridge import maildir, metrics
 from bridge.errors import AuthError, BridgeError, PermanentError, TransientError
+from bridge.imaging import is_pdf
 from bridge.inbound_mail import (
     FaxFacts,
     FaxImages,
@@ -49,7 +52,7 @@ from bridge.jobs import (
     InboundRecipient,
     InboundState,
 )
-from bridge.mailer import Mailer, MessageTooLarge
+from bridge.mailer import Mailer, MailSession, MessageTooLarge
 from bridge.render import TemplateRenderer
 from bridge.routing import Decision, Presentation, route_fax
 from bridge.store import Store
@@ -63,6 +66,12 @@ NEVER = 253402300799.0  # 9999-12-31T23:59:59Z
 ImapAppend = Callable[[bytes, str, datetime], Awaitable[None]]
 """``deliver: imap``: put a mail into a folder, dated the fax's receive time, returning only
 once the server accepted it (``bridge.imap_delivery.ImapDelivery.append_fax_mail``)."""
+
+
+#: The relay connections of the batch in progress (:meth:`FaxProcessor.batch`), if any.
+_SESSION: contextvars.ContextVar[MailSession | None] = contextvars.ContextVar(
+    "fax_bridge_inbound_mail", default=None
+)
 
 
 class Deferred(BridgeError):
@@ -100,6 +109,23 @@ class FaxProcessor:
         self._counters = counters
         self._imap = imap
         self._clock = clock
+
+    @contextlib.asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """Reuse relay connections for the faxes processed inside (tasks started in it).
+
+        One inbound poll is one batch: its mails share a few connections instead of
+        greeting, securing and logging in to the relay once per mail.
+        """
+        async with self._mailer.session(max_idle=self.settings.concurrency) as session:
+            token = _SESSION.set(session)
+            try:
+                yield
+            finally:
+                _SESSION.reset(token)
+
+    def _mail(self) -> Mailer | MailSession:
+        return _SESSION.get() or self._mailer
 
     def route(self, fax: InboundFax) -> Decision | None:
         """The route of ``fax`` under the current configuration."""
@@ -229,11 +255,7 @@ class FaxProcessor:
         images: _LazyImages | None,
     ) -> InboundFax | str | None:
         """Deliver to one recipient: the fax row after recording it, or the error text."""
-        # Converting the image, encoding the mail and re-parsing its headers is CPU work:
-        # off the event loop, in one hop.
-        message, data = await asyncio.to_thread(
-            self._wire_mail, facts, delivery, presentation, images
-        )
+        message, data = await self._wired(facts, delivery, presentation, images)
         try:
             try:
                 await self._send(delivery, data, facts)
@@ -249,9 +271,7 @@ class FaxProcessor:
                     f"{exc.smtp_text}), so it is not attached. Download it from the InterFAX "
                     f"web portal (message {facts.message_id}) while InterFAX keeps it."
                 )
-                message, data = await asyncio.to_thread(
-                    self._wire_mail, facts, delivery, presentation, None, note
-                )
+                message, data = await self._wired(facts, delivery, presentation, None, note)
                 await self._send(delivery, data, facts)
                 self._count("too_large")
         except (TransientError, PermanentError, AuthError) as exc:
@@ -259,6 +279,26 @@ class FaxProcessor:
         self._count("mails_delivered")
         return await self._store.inbound_delivery_done(
             facts.message_id, delivery.recipient, str(message["Message-ID"]), now=self._clock()
+        )
+
+    async def _wired(
+        self,
+        facts: FaxFacts,
+        delivery: InboundDelivery,
+        presentation: Presentation,
+        images: _LazyImages | None,
+        *notes: str,
+    ) -> tuple[EmailMessage, bytes]:
+        """:meth:`_wire_mail`, in a worker thread when it is more than a few milliseconds.
+
+        A small PDF (or no image) is quicker done right here: a thread would hold the
+        GIL for about as long while the event loop waits for it, plus the hop. A TIFF to
+        convert or a large image goes off the loop.
+        """
+        if images is None or images.cheap:
+            return self._wire_mail(facts, delivery, presentation, images, *notes)
+        return await asyncio.to_thread(
+            self._wire_mail, facts, delivery, presentation, images, *notes
         )
 
     def _wire_mail(
@@ -289,7 +329,7 @@ class FaxProcessor:
     async def _send(self, delivery: InboundDelivery, data: bytes, facts: FaxFacts) -> None:
         if delivery.channel is DeliveryChannel.SMTP:
             sender = self.settings.mail.sender.addr_spec
-            await self._mailer.send(data, sender=sender, recipients=[delivery.recipient])
+            await self._mail().send(data, sender=sender, recipients=[delivery.recipient])
         elif delivery.channel is DeliveryChannel.MAILDIR:
             await asyncio.to_thread(maildir.deliver, Path(delivery.recipient), data)
         elif self._imap is not None:
@@ -353,7 +393,7 @@ class FaxProcessor:
         )
         try:
             sender = self.settings.mail.sender.addr_spec
-            await self._mailer.send(notice, sender=sender, recipients=[admin])
+            await self._mail().send(notice, sender=sender, recipients=[admin])
         except (TransientError, AuthError) as exc:
             log.warning("fax %d: cannot tell the admin now: %s", facts.message_id, exc)
             return False
@@ -384,12 +424,15 @@ class FaxProcessor:
         except InterfaxNotFoundError as exc:
             log.warning("fax %d: InterFAX no longer has it, nothing to mark", fax.message_id)
             error = f"not marked read: {exc}"
+        # Not waiting for fsync: should a power cut undo this, the fax is DELIVERED
+        # again, and marking it read once more is harmless.
         marked = await self._store.inbound_transition(
             fax.message_id,
             expect=InboundState.DELIVERED,
             to=InboundState.MARKED_READ,
             now=self._clock(),
             last_error=error,
+            durable=False,
         )
         self._count("faxes_marked_read")
         return marked
@@ -427,6 +470,10 @@ class FaxProcessor:
             log.error("fax %d: could not record the failure (%s): %s", message_id, error, exc)
 
 
+#: Images up to this size (PDFs, no conversion) are mailed without a worker thread.
+_CHEAP_BYTES = 256 * 1024
+
+
 class _LazyImages:
     """A fax's attachments for one route, prepared on first use (in a worker thread).
 
@@ -445,6 +492,12 @@ class _LazyImages:
         self._facts = facts
         self._template = filename_template
         self._images: FaxImages | None = None
+
+    @property
+    def cheap(self) -> bool:
+        """Whether :meth:`get` and encoding the mail take only a few milliseconds."""
+        data, _ = self._source
+        return len(data) <= _CHEAP_BYTES and is_pdf(data)
 
     def get(self) -> FaxImages:
         """The attachments (converting a TIFF only once)."""

@@ -327,13 +327,23 @@ class InterfaxClient:
         self, *, unread_only: bool = False, page_size: int = 25, all_users: bool = False
     ) -> AsyncIterator[InboundFax]:
         """Every received fax, newest first, paging with ``lastId`` until a short page."""
+        pages = self.iter_inbound_pages(
+            unread_only=unread_only, page_size=page_size, all_users=all_users
+        )
+        async for page in pages:
+            for fax in page:
+                yield fax
+
+    async def iter_inbound_pages(
+        self, *, unread_only: bool = False, page_size: int = 25, all_users: bool = False
+    ) -> AsyncIterator[list[InboundFax]]:
+        """:meth:`iter_inbound` a page at a time (the last one may be empty)."""
         last_id: int | None = None
         while True:
             page = await self.list_inbound(
                 unread_only=unread_only, limit=page_size, last_id=last_id, all_users=all_users
             )
-            for fax in page:
-                yield fax
+            yield page
             ids = [fax.message_id for fax in page]
             last_id = self._parse(
                 "GET /inbound/faxes", False, ids, partial(wire.next_cursor, page_size, last_id)

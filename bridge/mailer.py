@@ -130,7 +130,12 @@ def _translate(exc: Exception) -> Exception:
 
 
 class Mailer:
-    """Send mail through the configured relay, one connection per message."""
+    """Send mail through the configured relay.
+
+    :meth:`send` uses a connection of its own per message; :meth:`session` keeps
+    connections open for a batch (one inbound poll), which saves the greeting, EHLO,
+    TLS and login per message.
+    """
 
     def __init__(self, settings: RelaySettings) -> None:
         self._settings = settings
@@ -163,29 +168,36 @@ class Mailer:
             "tls_context": self._tls_context,
         }
 
+    async def _connect(self) -> aiosmtplib.SMTP:
+        """A connection that is greeted, secured and logged in as configured."""
+        client = aiosmtplib.SMTP(**await self._connection())
+        try:
+            await client.connect()
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            client.close()
+            raise _translate(exc) from exc
+        return client
+
+    def session(self, *, max_idle: int = 16) -> MailSession:
+        """Connections reused for several messages until the session is closed.
+
+        Use it as ``async with mailer.session() as mail:``; at most ``max_idle``
+        connections wait for the next message between sends.
+        """
+        return MailSession(self, max_idle=max_idle)
+
     async def send(
         self, message: EmailMessage | bytes, *, sender: str, recipients: Sequence[str]
     ) -> SentMail:
-        """Hand ``message`` to the relay for ``recipients``.
+        """Hand ``message`` to the relay for ``recipients`` over a new connection.
 
         Raises :class:`MailRejected` when every recipient is refused (or the message is),
         :class:`MailTransientError` for anything worth retrying, and :class:`MailAuthError`
         when the relay refuses our credentials. Recipients refused while others were
         accepted are listed in :attr:`SentMail.refused`.
         """
-        check_envelope_address(sender)
-        if not recipients:
-            raise PermanentError("no recipients")
-        for rcpt in recipients:
-            check_envelope_address(rcpt)
-        try:
-            errors, response = await aiosmtplib.send(
-                message, sender=sender, recipients=list(recipients), **await self._connection()
-            )
-        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-            raise _translate(exc) from exc
-        refused = {rcpt: (resp.code, resp.message) for rcpt, resp in errors.items()}
-        return SentMail(response=response, refused=refused)
+        async with self.session(max_idle=1) as mail:
+            return await mail.send(message, sender=sender, recipients=recipients)
 
     async def probe(self) -> str:
         """Connect, greet, secure and log in as configured, then quit; say what worked.
@@ -202,3 +214,80 @@ class Mailer:
             raise _translate(exc) from exc
         login = f", logged in as {s.username}" if s.username else ""
         return f"{s.host}:{s.port} answered ({s.security}{login})"
+
+
+class MailSession:
+    """Relay connections kept open between messages (see :meth:`Mailer.session`).
+
+    A connection goes back to the pool only after a transaction that succeeded, and is
+    taken out again only after a ``RSET`` shows the relay still holds it open (relays
+    close idle connections when they please). That check comes before anything of the
+    next message is sent, so a dead connection is replaced without any doubt about
+    what the relay received. Any failure closes the connection it happened on.
+    """
+
+    def __init__(self, mailer: Mailer, *, max_idle: int) -> None:
+        self._mailer = mailer
+        self._max_idle = max_idle
+        self._idle: list[aiosmtplib.SMTP] = []
+
+    async def __aenter__(self) -> MailSession:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def send(
+        self, message: EmailMessage | bytes, *, sender: str, recipients: Sequence[str]
+    ) -> SentMail:
+        """Like :meth:`Mailer.send`, on a connection of this session."""
+        check_envelope_address(sender)
+        if not recipients:
+            raise PermanentError("no recipients")
+        for rcpt in recipients:
+            check_envelope_address(rcpt)
+        client = await self._checkout()
+        try:
+            if isinstance(message, EmailMessage):
+                sent = client.send_message(message, sender=sender, recipients=list(recipients))
+            else:
+                sent = client.sendmail(sender, list(recipients), message)
+            errors, response = await sent
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            client.close()
+            raise _translate(exc) from exc
+        except BaseException:
+            client.close()
+            raise
+        if len(self._idle) < self._max_idle:
+            self._idle.append(client)
+        else:
+            await _quit(client)
+        refused = {rcpt: (resp.code, resp.message) for rcpt, resp in errors.items()}
+        return SentMail(response=response, refused=refused)
+
+    async def _checkout(self) -> aiosmtplib.SMTP:
+        while self._idle:
+            client = self._idle.pop()
+            if not client.is_connected:
+                continue
+            try:
+                await client.rset()
+            except (aiosmtplib.SMTPException, OSError, ssl.SSLError):
+                client.close()
+                continue
+            return client
+        return await self._mailer._connect()
+
+    async def aclose(self) -> None:
+        """Say goodbye on every idle connection (errors do not matter any more)."""
+        idle, self._idle = self._idle, []
+        for client in idle:
+            await _quit(client)
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError, ssl.SSLError):
+        client.close()

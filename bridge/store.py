@@ -184,14 +184,16 @@ class Store(OutboundStore, InboundStore, ImapStore):
     async def _read(self, fn: Callable[[Connection], _T]) -> _T:
         return await self._submit(fn, write=False)
 
-    async def _write(self, fn: Callable[[Connection], _T]) -> _T:
-        return await self._submit(fn, write=True)
+    async def _write(self, fn: Callable[[Connection], _T], *, durable: bool = True) -> _T:
+        return await self._submit(fn, write=True, durable=durable)
 
-    async def _submit(self, fn: Callable[[Connection], _T], *, write: bool) -> _T:
+    async def _submit(
+        self, fn: Callable[[Connection], _T], *, write: bool, durable: bool = True
+    ) -> _T:
         if self._closed:
             raise StoreError(f"{self.path}: the store is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn, write)
+        return await loop.run_in_executor(self._executor, self._call, fn, write, durable)
 
     def _close_connection(self) -> None:
         try:
@@ -199,13 +201,25 @@ class Store(OutboundStore, InboundStore, ImapStore):
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from exc
 
-    def _call(self, fn: Callable[[Connection], _T], write: bool) -> _T:
-        """Run ``fn`` on the store thread, in a write transaction if asked."""
+    def _call(self, fn: Callable[[Connection], _T], write: bool, durable: bool) -> _T:
+        """Run ``fn`` on the store thread, in a write transaction if asked.
+
+        A write that is not ``durable`` commits without waiting for fsync
+        (``synchronous = NORMAL``): a process crash keeps it, a power loss may undo it,
+        and the next durable commit makes it durable too (the WAL is written in order).
+        """
         try:
             if not write:
                 return fn(self._conn)
-            with _immediate(self._conn):
-                return fn(self._conn)
+            if durable:
+                with _immediate(self._conn):
+                    return fn(self._conn)
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            try:
+                with _immediate(self._conn):
+                    return fn(self._conn)
+            finally:
+                self._conn.execute("PRAGMA synchronous = FULL")
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from exc
 

@@ -28,38 +28,50 @@ class InboundStore(StoreBase):
     """The inbound ledger: SEEN -> DOWNLOADED -> DELIVERED -> MARKED_READ, or UNROUTED."""
 
     async def inbound_seen(self, record: InboundRecord, *, now: float) -> InboundFax:
-        """Record a listed fax in state SEEN unless the ledger already has it.
+        """:meth:`inbound_seen_page` for one fax."""
+        (fax,) = await self.inbound_seen_page([record], now=now)
+        return fax
 
-        Idempotent: the returned fax has ``created=True`` only when this call
-        inserted it; an existing row is returned unchanged.
+    async def inbound_seen_page(
+        self, records: Sequence[InboundRecord], *, now: float
+    ) -> list[InboundFax]:
+        """Record listed faxes in state SEEN unless the ledger already has them.
+
+        Idempotent: a returned fax has ``created=True`` only when this call inserted
+        it; existing rows are returned unchanged, in the order of ``records``. One
+        transaction that does not wait for fsync: a row lost in a power cut is
+        recorded again at the next listing, since the fax is still unread.
         """
 
-        def run(conn: Connection) -> InboundFax:
-            cur = conn.execute(
-                "INSERT INTO inbound_faxes (message_id, state, phone_number, caller_id,"
-                " remote_csid, pages, receive_time, message_status, meta, created_at,"
-                " updated_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (message_id) DO NOTHING",
-                (
-                    record.message_id,
-                    InboundState.SEEN,
-                    record.phone_number,
-                    record.caller_id,
-                    record.remote_csid,
-                    record.pages,
-                    record.receive_time,
-                    record.message_status,
-                    json.dumps(dict(record.meta), sort_keys=True),
-                    now,
-                    now,
-                    now,
-                ),
-            )
-            fax = _inbound(conn, record.message_id, created=cur.rowcount == 1)
-            assert fax is not None  # inserted or already present, in this transaction
-            return fax
+        def run(conn: Connection) -> list[InboundFax]:
+            faxes = []
+            for record in records:
+                cur = conn.execute(
+                    "INSERT INTO inbound_faxes (message_id, state, phone_number, caller_id,"
+                    " remote_csid, pages, receive_time, message_status, meta, created_at,"
+                    " updated_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (message_id) DO NOTHING",
+                    (
+                        record.message_id,
+                        InboundState.SEEN,
+                        record.phone_number,
+                        record.caller_id,
+                        record.remote_csid,
+                        record.pages,
+                        record.receive_time,
+                        record.message_status,
+                        json.dumps(dict(record.meta), sort_keys=True),
+                        now,
+                        now,
+                        now,
+                    ),
+                )
+                fax = _inbound(conn, record.message_id, created=cur.rowcount == 1)
+                assert fax is not None  # inserted or already present, in this transaction
+                faxes.append(fax)
+            return faxes
 
-        return await self._write(run)
+        return await self._write(run, durable=False)
 
     async def inbound_store_image(
         self, message_id: int, data: bytes, content_type: str, *, now: float
@@ -89,6 +101,9 @@ class InboundStore(StoreBase):
 
         The image is kept (SEEN -> DOWNLOADED) only when the fax is SEEN; the recipients
         are added in any case. Returns the fax (None when unknown) and every delivery.
+        The commit does not wait for fsync: the WAL is written in order, so a delivery
+        recorded durably later makes this durable too, and a power cut before that
+        costs a second download, never a second mail.
         """
 
         def run(conn: Connection) -> tuple[InboundFax | None, list[InboundDelivery]]:
@@ -100,7 +115,7 @@ class InboundStore(StoreBase):
             _add_recipients(conn, message_id, recipients)
             return _inbound(conn, message_id), _deliveries(conn, message_id)
 
-        return await self._write(run)
+        return await self._write(run, durable=False)
 
     async def inbound_image(self, message_id: int) -> tuple[bytes, str] | None:
         """The stored image and its content type, or None (not downloaded or purged)."""
@@ -199,11 +214,12 @@ class InboundStore(StoreBase):
         next_attempt_at: float | Unchanged = UNCHANGED,
         last_error: str | Unchanged | None = UNCHANGED,
         count_attempt: bool = False,
+        durable: bool = True,
     ) -> InboundFax | None:
         """Compare-and-set on a fax's state, like :meth:`transition`.
 
         ``count_attempt`` increments ``attempts``. None when the state did not
-        match or the fax is unknown.
+        match or the fax is unknown. ``durable=False``: see ``StoreBase._write``.
         """
         fields = schema.present(next_attempt_at=next_attempt_at, last_error=last_error)
 
@@ -222,7 +238,7 @@ class InboundStore(StoreBase):
                 return None
             return _inbound(conn, message_id)
 
-        return await self._write(run)
+        return await self._write(run, durable=durable)
 
     async def inbound_pending(self, *, now: float, limit: int = 100) -> list[InboundFax]:
         """Faxes with work left (SEEN, DOWNLOADED, DELIVERED) that are due, oldest first."""

@@ -340,8 +340,12 @@ class StoreBase(abc.ABC):
         """Run ``fn`` outside any explicit transaction (each statement is atomic)."""
 
     @abc.abstractmethod
-    async def _write(self, fn: Callable[[Connection], _T]) -> _T:
-        """Run ``fn`` inside ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error)."""
+    async def _write(self, fn: Callable[[Connection], _T], *, durable: bool = True) -> _T:
+        """Run ``fn`` inside ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error).
+
+        Not ``durable``: the commit does not wait for fsync. Only for records whose
+        loss in a power cut costs a repeat of harmless work, never a second mail or fax.
+        """
 
 
 def present(**fields: object) -> dict[str, object]:

@@ -25,6 +25,7 @@ class ReceivedMail:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    peer: Any = None  # the client's (host, port): one per connection
 
     def parsed(self) -> EmailMessage:
         """The message parsed with the modern policy."""
@@ -56,7 +57,9 @@ class SinkHandler:
             return self.data_reply
         assert isinstance(envelope.content, bytes)
         self.received.append(
-            ReceivedMail(str(envelope.mail_from), list(envelope.rcpt_tos), envelope.content)
+            ReceivedMail(
+                str(envelope.mail_from), list(envelope.rcpt_tos), envelope.content, session.peer
+            )
         )
         self.arrived.set()
         return "250 2.0.0 Message accepted"
@@ -80,11 +83,18 @@ class RunningSink:
     host: str
     port: int
     handler: SinkHandler
+    connections: set[SMTP] = field(default_factory=set)
 
     @property
     def received(self) -> list[ReceivedMail]:
         """Messages accepted so far."""
         return self.handler.received
+
+    def drop_connections(self) -> None:
+        """Close every open client connection, as a relay does with idle ones."""
+        for protocol in list(self.connections):
+            if protocol.transport is not None:
+                protocol.transport.close()
 
 
 class _Authenticator:
@@ -123,15 +133,26 @@ async def running_sink(
     if tls_context is not None and not implicit_tls:
         kwargs["tls_context"] = tls_context
         kwargs["require_starttls"] = True
+    connections: set[SMTP] = set()
+
+    class Tracked(SMTP):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            connections.add(self)
+            super().connection_made(transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            connections.discard(self)
+            super().connection_lost(exc)
+
     server = await loop.create_server(
-        lambda: SMTP(handler, **kwargs),
+        lambda: Tracked(handler, **kwargs),
         host="127.0.0.1",
         port=0,
         ssl=tls_context if implicit_tls else None,
     )
     port = server.sockets[0].getsockname()[1]
     try:
-        yield RunningSink("127.0.0.1", port, handler)
+        yield RunningSink("127.0.0.1", port, handler, connections)
     finally:
         server.close()
         await server.wait_closed()

@@ -12,6 +12,7 @@ import pytest
 
 from bridge.jobs import DeliveryState, InboundState
 from bridge.sandbox.server import RunningSandbox
+from tests.bridge_harness import eventually
 from tests.conftest import SandboxControl, minimal_pdf
 from tests.inbound_harness import ADMIN, InboundHarness, inbound_harness
 from tests.inbound_helpers import (
@@ -235,3 +236,22 @@ async def test_admin_gets_nothing_when_all_goes_well(h: InboundHarness) -> None:
     await h.control.receive_fax(minimal_pdf(), phone_number="+12125550101")
     await h.worker(ROUTES).poll_once()
     assert h.mails_to(ADMIN) == []
+
+
+async def test_one_poll_mails_every_fax_over_at_most_concurrency_connections(
+    h: InboundHarness,
+) -> None:
+    for n in range(6):
+        await h.control.receive_fax(
+            minimal_pdf(), phone_number="+12125550101", caller_id=f"+1212555020{n}"
+        )
+    worker = h.worker(ROUTES + "concurrency: 2\n")
+    report = await worker.poll_once()
+    assert report.delivered == 6
+    assert len(h.mails_to("lab@clinic.example.org")) == 6
+    assert len({m.peer for m in h.sink.received}) <= 2
+
+    async def closed() -> bool:
+        return not h.sink.connections
+
+    await eventually(closed, within=5, what="the poll's relay connections to close")

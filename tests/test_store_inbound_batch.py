@@ -60,3 +60,28 @@ async def test_store_download_of_an_unknown_fax_changes_nothing(store: Store) ->
     fax, deliveries = await store.inbound_store_download(99, b"%PDF", "application/pdf", [], now=T0)
     assert (fax, deliveries) == (None, [])
     assert await store.inbound_image(99) is None
+
+
+async def test_a_listed_page_is_recorded_in_order_and_only_new_rows_count_as_created(
+    store: Store,
+) -> None:
+    await store.inbound_seen(inbound_record(8), now=T0)
+    faxes = await store.inbound_seen_page(
+        [inbound_record(9), inbound_record(8), inbound_record(7)], now=T0 + 5
+    )
+    assert [(f.message_id, f.created) for f in faxes] == [(9, True), (8, False), (7, True)]
+    assert [f.created_at for f in faxes] == [T0 + 5, T0, T0 + 5]
+
+
+async def test_writes_that_skip_fsync_leave_the_connection_synchronous_full(
+    store: Store,
+) -> None:
+    await store.inbound_seen_page([inbound_record(7)], now=T0)
+    await store.inbound_store_download(7, b"%PDF-1.4 fake", "application/pdf", [A], now=T0 + 1)
+    await store.inbound_delivery_done(7, A.recipient, "<a@fax.example.org>", now=T0 + 2)
+    marked = await store.inbound_transition(
+        7, expect=InboundState.DELIVERED, to=InboundState.MARKED_READ, now=T0 + 3, durable=False
+    )
+    assert marked is not None
+    assert marked.state is InboundState.MARKED_READ
+    assert (await store.diagnostics()).synchronous == 2  # FULL, for every other commit

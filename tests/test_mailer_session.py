@@ -1,0 +1,98 @@
+"""Relay connections reused within a session, against a real aiosmtpd on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bridge.mailer import Mailer, MailRejected, RelaySettings
+from tests.bridge_harness import eventually
+from tests.smtp_sink import RunningSink, running_sink
+
+
+def _mail(n: int) -> bytes:
+    return f"From: fax@example.org\r\nSubject: {n}\r\n\r\nbody {n}\r\n".encode()
+
+
+def _mailer(sink: RunningSink) -> Mailer:
+    return Mailer(RelaySettings(host=sink.host, port=sink.port, timeout=5))
+
+
+async def _closed(sink: RunningSink) -> None:
+    async def none_open() -> bool:
+        return not sink.connections
+
+    await eventually(none_open, within=5, what="the relay connections to close")
+
+
+async def test_a_session_sends_several_messages_over_one_connection_and_quits() -> None:
+    async with running_sink() as sink:
+        async with _mailer(sink).session() as mail:
+            for n in range(3):
+                await mail.send(_mail(n), sender="fax@example.org", recipients=["a@ex.org"])
+            assert len(sink.connections) == 1
+        await _closed(sink)
+    assert [m.parsed()["Subject"] for m in sink.received] == ["0", "1", "2"]
+    assert len({m.peer for m in sink.received}) == 1
+
+
+async def test_concurrent_sends_get_connections_of_their_own_then_reuse_them() -> None:
+    async with running_sink() as sink, _mailer(sink).session(max_idle=3) as mail:
+
+        async def send(n: int) -> None:
+            await mail.send(_mail(n), sender="fax@example.org", recipients=["a@ex.org"])
+
+        await asyncio.gather(*(send(n) for n in range(3)))
+        first = {m.peer for m in sink.received}
+        for n in range(3, 6):
+            await send(n)
+        later = {m.peer for m in sink.received[3:]}
+    assert len(first) == 3
+    assert later <= first
+
+
+async def test_a_connection_the_relay_dropped_is_replaced_and_nothing_is_doubled() -> None:
+    async with running_sink() as sink:
+        async with _mailer(sink).session() as mail:
+            await mail.send(_mail(1), sender="fax@example.org", recipients=["a@ex.org"])
+            sink.drop_connections()
+            await mail.send(_mail(2), sender="fax@example.org", recipients=["a@ex.org"])
+        await _closed(sink)
+    assert [m.parsed()["Subject"] for m in sink.received] == ["1", "2"]
+    assert len({m.peer for m in sink.received}) == 2
+
+
+async def test_a_refusal_closes_the_connection_it_happened_on() -> None:
+    async with running_sink() as sink, _mailer(sink).session() as mail:
+        await mail.send(_mail(1), sender="fax@example.org", recipients=["a@ex.org"])
+        sink.handler.data_reply = "550 5.7.1 no thanks"
+        with pytest.raises(MailRejected):
+            await mail.send(_mail(2), sender="fax@example.org", recipients=["a@ex.org"])
+        sink.handler.data_reply = None
+        await mail.send(_mail(3), sender="fax@example.org", recipients=["a@ex.org"])
+    first, third = sink.received
+    assert first.peer != third.peer
+
+
+async def test_idle_connections_beyond_max_idle_are_closed_at_once() -> None:
+    async with running_sink() as sink, _mailer(sink).session(max_idle=1) as mail:
+
+        async def send(n: int) -> None:
+            await mail.send(_mail(n), sender="fax@example.org", recipients=["a@ex.org"])
+
+        await asyncio.gather(*(send(n) for n in range(3)))
+
+        async def one_left() -> bool:
+            return len(sink.connections) == 1
+
+        await eventually(one_left, within=5, what="surplus connections to close")
+
+
+async def test_a_single_send_uses_and_closes_a_connection_of_its_own() -> None:
+    async with running_sink() as sink:
+        mailer = _mailer(sink)
+        for n in range(2):
+            await mailer.send(_mail(n), sender="fax@example.org", recipients=["a@ex.org"])
+        await _closed(sink)
+    assert len({m.peer for m in sink.received}) == 2
