@@ -29,7 +29,14 @@ from bridge import fax_status
 from bridge.headersafe import clean_csid, clean_filename, clean_phone
 from bridge.imaging import ImageError, is_pdf, is_tiff, pdf_pages, tiff_to_pdf
 from bridge.jobs import DeliveryChannel, InboundFax
-from bridge.mailbuild import Attachment, MailAddress, build_mail, deterministic_message_id
+from bridge.mailbuild import (
+    Attachment,
+    MailAddress,
+    build_mail,
+    compose_mail,
+    deterministic_message_id,
+    mail_bytes,
+)
 from bridge.numbers import display_number
 from bridge.render import TemplateRenderer
 from bridge.routing import ImageFormat, Presentation, normalise_number
@@ -42,6 +49,7 @@ __all__ = [
     "build_admin_notice",
     "build_fax_mail",
     "facts_of",
+    "fax_mail_bytes",
     "fax_message_id",
     "prepare_images",
     "subject_of",
@@ -293,6 +301,50 @@ def build_fax_mail(
     actually receives this copy. A route without ``to`` (a Maildir) shows the recipient
     itself when it is an address, else our own address.
     """
+    return build_mail(
+        **_fax_mail_fields(
+            facts, recipient, channel, presentation, images, settings, renderer, now, extra_notes
+        )
+    )
+
+
+def fax_mail_bytes(
+    facts: FaxFacts,
+    *,
+    recipient: str,
+    channel: DeliveryChannel,
+    presentation: Presentation,
+    images: FaxImages | None,
+    settings: InboundMailSettings,
+    renderer: TemplateRenderer,
+    now: datetime,
+    extra_notes: Sequence[str] = (),
+) -> tuple[str, bytes]:
+    """:func:`build_fax_mail` as its Message-ID and the bytes for ``channel``.
+
+    Serialised once and checked by the same header oracle (a Maildir file gets LF line
+    ends; SMTP and an IMAP APPEND get CRLF).
+    """
+    message = compose_mail(
+        **_fax_mail_fields(
+            facts, recipient, channel, presentation, images, settings, renderer, now, extra_notes
+        )
+    )
+    linesep = "\n" if channel is DeliveryChannel.MAILDIR else "\r\n"
+    return str(message["Message-ID"]), mail_bytes(message, linesep=linesep)
+
+
+def _fax_mail_fields(
+    facts: FaxFacts,
+    recipient: str,
+    channel: DeliveryChannel,
+    presentation: Presentation,
+    images: FaxImages | None,
+    settings: InboundMailSettings,
+    renderer: TemplateRenderer,
+    now: datetime,
+    extra_notes: Sequence[str],
+) -> dict[str, Any]:
     attachments = images.attachments if images is not None else ()
     notes = [*(images.notes if images is not None else ()), *extra_notes]
     context = {
@@ -303,19 +355,19 @@ def build_fax_mail(
     }
     text_name, html_name = template_names(presentation)
     fallback = recipient if channel is DeliveryChannel.SMTP else settings.sender.addr_spec
-    return build_mail(
-        sender=settings.sender,
-        to=_addresses(presentation.to or (fallback,)),
-        cc=_addresses(presentation.cc),
-        subject=subject_of(facts),
-        text=renderer.render(text_name, **context),
-        html=renderer.render(html_name, **context),
-        date=now,
-        message_id=fax_message_id(
+    return {
+        "sender": settings.sender,
+        "to": _addresses(presentation.to or (fallback,)),
+        "cc": _addresses(presentation.cc),
+        "subject": subject_of(facts),
+        "text": renderer.render(text_name, **context),
+        "html": renderer.render(html_name, **context),
+        "date": now,
+        "message_id": fax_message_id(
             facts.message_id, recipient, settings.message_id_domain, facts.redelivery
         ),
-        attachments=attachments,
-    )
+        "attachments": attachments,
+    }
 
 
 def build_admin_notice(

@@ -27,7 +27,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from pathlib import Path
 
 from bridge import maildir, metrics
@@ -37,8 +36,8 @@ from bridge.inbound_mail import (
     FaxFacts,
     FaxImages,
     build_admin_notice,
-    build_fax_mail,
     facts_of,
+    fax_mail_bytes,
     prepare_images,
 )
 from bridge.inbound_settings import InboundSettings
@@ -255,7 +254,7 @@ class FaxProcessor:
         images: _LazyImages | None,
     ) -> InboundFax | str | None:
         """Deliver to one recipient: the fax row after recording it, or the error text."""
-        message, data = await self._wired(facts, delivery, presentation, images)
+        message_id, data = await self._wired(facts, delivery, presentation, images)
         try:
             try:
                 await self._send(delivery, data, facts)
@@ -271,14 +270,14 @@ class FaxProcessor:
                     f"{exc.smtp_text}), so it is not attached. Download it from the InterFAX "
                     f"web portal (message {facts.message_id}) while InterFAX keeps it."
                 )
-                message, data = await self._wired(facts, delivery, presentation, None, note)
+                message_id, data = await self._wired(facts, delivery, presentation, None, note)
                 await self._send(delivery, data, facts)
                 self._count("too_large")
         except (TransientError, PermanentError, AuthError) as exc:
             return await self._failed(facts, delivery, exc)
         self._count("mails_delivered")
         return await self._store.inbound_delivery_done(
-            facts.message_id, delivery.recipient, str(message["Message-ID"]), now=self._clock()
+            facts.message_id, delivery.recipient, message_id, now=self._clock()
         )
 
     async def _wired(
@@ -288,7 +287,7 @@ class FaxProcessor:
         presentation: Presentation,
         images: _LazyImages | None,
         *notes: str,
-    ) -> tuple[EmailMessage, bytes]:
+    ) -> tuple[str, bytes]:
         """:meth:`_wire_mail`, in a worker thread when it is more than a few milliseconds.
 
         A small PDF (or no image) is quicker done right here: a thread would hold the
@@ -308,9 +307,9 @@ class FaxProcessor:
         presentation: Presentation,
         images: _LazyImages | None,
         *notes: str,
-    ) -> tuple[EmailMessage, bytes]:
-        """The mail and its bytes as ``delivery``'s channel takes them (worker thread)."""
-        message = build_fax_mail(
+    ) -> tuple[str, bytes]:
+        """The mail's Message-ID and its bytes as ``delivery``'s channel takes them."""
+        return fax_mail_bytes(
             facts,
             recipient=delivery.recipient,
             channel=delivery.channel,
@@ -321,10 +320,6 @@ class FaxProcessor:
             now=datetime.now(UTC),
             extra_notes=notes,
         )
-        if delivery.channel is DeliveryChannel.MAILDIR:
-            return message, message.as_bytes(policy=message.policy.clone(linesep="\n"))
-        # SMTP: CRLF is the message's own policy; IMAP wants CRLF in an APPEND literal.
-        return message, message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
 
     async def _send(self, delivery: InboundDelivery, data: bytes, facts: FaxFacts) -> None:
         if delivery.channel is DeliveryChannel.SMTP:

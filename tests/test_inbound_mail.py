@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,6 +19,7 @@ from bridge.inbound_mail import (
     build_admin_notice,
     build_fax_mail,
     facts_of,
+    fax_mail_bytes,
     fax_message_id,
     prepare_images,
     subject_of,
@@ -290,3 +292,53 @@ def test_admin_notice_for_an_unrouted_fax() -> None:
     assert sorted(name.lower() for name in parsed) == sorted(
         [*FAX_HEADERS, "content-transfer-encoding"]
     )
+
+
+@pytest.mark.parametrize(
+    ("channel", "linesep"),
+    [
+        (DeliveryChannel.SMTP, b"\r\n"),
+        (DeliveryChannel.MAILDIR, b"\n"),
+        (DeliveryChannel.IMAP, b"\r\n"),
+    ],
+)
+def test_the_bytes_sent_are_the_built_mail_with_the_channels_line_ends(
+    channel: DeliveryChannel, linesep: bytes
+) -> None:
+    images = prepare_images(minimal_pdf(), "application/pdf", ImageFormat.PDF, facts(), "f.pdf")
+    kwargs: dict[str, Any] = {
+        "recipient": "front@clinic.example.org",
+        "channel": channel,
+        "presentation": Presentation(to=("front@clinic.example.org",)),
+        "images": images,
+        "settings": SETTINGS,
+        "renderer": TemplateRenderer(),
+        "now": NOW,
+    }
+    message_id, data = fax_mail_bytes(facts(), **kwargs)
+    built = build_fax_mail(facts(), **kwargs)
+    assert message_id == built["Message-ID"]
+    assert data.count(linesep) == data.count(b"\n")
+    sent = message_from_bytes(data, policy=policy.default)
+    # Two builds differ only in their random MIME boundaries.
+    assert [(k, v) for k, v in sent.items() if k != "Content-Type"] == [
+        (k, v) for k, v in reparsed(built).items() if k != "Content-Type"
+    ]
+    assert sent.get_content_type() == built.get_content_type()
+    assert attachments_of(sent) == attachments_of(reparsed(built))
+
+
+@pytest.mark.parametrize("csid", HOSTILE_CSIDS)
+def test_hostile_csid_never_adds_a_header_to_the_bytes_sent(csid: str) -> None:
+    _, data = fax_mail_bytes(
+        facts(caller_id=None, remote_csid=csid),
+        recipient="front@clinic.example.org",
+        channel=DeliveryChannel.SMTP,
+        presentation=Presentation(to=("front@clinic.example.org",)),
+        images=None,
+        settings=SETTINGS,
+        renderer=TemplateRenderer(),
+        now=NOW,
+    )
+    sent = message_from_bytes(data, policy=policy.default)
+    assert sorted(k.lower() for k in sent) == FAX_HEADERS

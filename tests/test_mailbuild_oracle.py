@@ -12,7 +12,7 @@ from email.message import EmailMessage
 import pytest
 
 from bridge.errors import PermanentError
-from bridge.mailbuild import _verify_header_names
+from bridge.mailbuild import mail_bytes
 
 
 def _message(raw_subject: str, *, attachment: bool = False) -> EmailMessage:
@@ -26,18 +26,25 @@ def _message(raw_subject: str, *, attachment: bool = False) -> EmailMessage:
     return msg
 
 
-@pytest.mark.parametrize("attachment", [False, True])
-def test_a_clean_message_passes_the_header_check(attachment: bool) -> None:
-    _verify_header_names(_message("Fax from ACME", attachment=attachment))
+LINESEPS = pytest.mark.parametrize("linesep", ["\r\n", "\n"])
 
 
+@LINESEPS
 @pytest.mark.parametrize("attachment", [False, True])
-def test_an_injected_header_line_is_refused(attachment: bool) -> None:
+def test_a_clean_message_passes_the_header_check(attachment: bool, linesep: str) -> None:
+    data = mail_bytes(_message("Fax from ACME", attachment=attachment), linesep=linesep)
+    assert data.startswith(b"From: fax@example.org" + linesep.encode())
+
+
+@LINESEPS
+@pytest.mark.parametrize("attachment", [False, True])
+def test_an_injected_header_line_is_refused(attachment: bool, linesep: str) -> None:
     with pytest.raises(PermanentError, match="bcc"):
-        _verify_header_names(_message("x\r\nBcc: victim@example.com", attachment=attachment))
+        mail_bytes(_message("x\r\nBcc: victim@example.com", attachment=attachment), linesep=linesep)
 
 
-def test_a_value_that_ends_the_header_block_early_is_refused() -> None:
+@LINESEPS
+def test_a_value_that_ends_the_header_block_early_is_refused(linesep: str) -> None:
     # The headers after the blank line would become body text: they vanish on the wire.
     with pytest.raises(PermanentError, match="headers changed"):
-        _verify_header_names(_message("x\r\n\r\nfake body"))
+        mail_bytes(_message("x\r\n\r\nfake body"), linesep=linesep)
