@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy as email_policy
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime
 
@@ -26,7 +26,8 @@ from bridge.headersafe import clean_filename, clean_header_text
 # A Message-ID we are willing to echo back in In-Reply-To/References: one msg-id, printable
 # ASCII without spaces or angle brackets inside. Anything else is dropped, not repaired.
 _MSG_ID = re.compile(r"<[!-;=?-~]{1,250}@[!-;=?-~]{1,250}>", re.ASCII)
-_MAX_SUBJECT = 250
+#: The longest subject we write (characters, after cleaning).
+MAX_SUBJECT = 250
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,8 @@ def deterministic_message_id(*parts: str, domain: str) -> str:
     return f"<{digest}@{host}>"
 
 
-def _address(value: MailAddress) -> Address:
+def checked_address(value: MailAddress) -> Address:
+    """``value`` as an address object, its display name cleaned; PermanentError if unusable."""
     name = clean_header_text(value.display_name, max_len=78) if value.display_name else ""
     try:
         return Address(display_name=name, addr_spec=value.addr_spec)
@@ -91,56 +93,16 @@ def build_mail(
     ``subject`` and display names are untrusted and get cleaned; ``in_reply_to`` is used
     for In-Reply-To and References only when it is a well-formed msg-id. Our mail carries
     ``Auto-Submitted`` (RFC 3834: ``auto-replied`` for reports, ``auto-generated`` for the
-    rest) so auto-responders leave it alone. To send the bytes, :func:`compose_mail`
-    and :func:`mail_bytes` do the same with one serialisation instead of two.
+    rest) so auto-responders leave it alone.
     """
-    msg = compose_mail(
-        sender=sender,
-        to=to,
-        subject=subject,
-        text=text,
-        date=date,
-        message_id=message_id,
-        html=html,
-        cc=cc,
-        in_reply_to=in_reply_to,
-        attachments=attachments,
-        auto_submitted=auto_submitted,
-    )
-    _verify_header_names(msg, msg.as_bytes())
-    return msg
-
-
-def mail_bytes(msg: EmailMessage, *, linesep: str = "\r\n") -> bytes:
-    """``msg`` as sent, refused (:class:`PermanentError`) if its headers changed on the wire."""
-    data = msg.as_bytes(policy=msg.policy.clone(linesep=linesep))
-    _verify_header_names(msg, data)
-    return data
-
-
-def compose_mail(
-    *,
-    sender: MailAddress,
-    to: Sequence[MailAddress],
-    subject: str,
-    text: str,
-    date: datetime,
-    message_id: str,
-    html: str | None = None,
-    cc: Sequence[MailAddress] = (),
-    in_reply_to: str | None = None,
-    attachments: Sequence[Attachment] = (),
-    auto_submitted: str | None = "auto-generated",
-) -> EmailMessage:
-    """:func:`build_mail` without the oracle: send it only through :func:`mail_bytes`."""
     if not to:
         raise PermanentError("a mail needs at least one recipient")
     msg = EmailMessage(policy=email_policy.SMTP)
-    msg["From"] = _address(sender)
-    msg["To"] = [_address(a) for a in to]
+    msg["From"] = checked_address(sender)
+    msg["To"] = [checked_address(a) for a in to]
     if cc:
-        msg["Cc"] = [_address(a) for a in cc]
-    msg["Subject"] = clean_header_text(subject, max_len=_MAX_SUBJECT)
+        msg["Cc"] = [checked_address(a) for a in cc]
+    msg["Subject"] = clean_header_text(subject, max_len=MAX_SUBJECT)
     msg["Date"] = format_datetime(date)
     if safe_message_id(message_id) is None:
         raise PermanentError(f"malformed Message-ID {message_id!r}")
@@ -162,10 +124,11 @@ def compose_mail(
             subtype=subtype or "octet-stream",
             filename=clean_filename(item.filename, fallback="attachment.bin"),
         )
+    verify_header_names(msg, msg.as_bytes())
     return msg
 
 
-def _verify_header_names(msg: EmailMessage, data: bytes) -> None:
+def verify_header_names(msg: Message, data: bytes) -> None:
     """Re-parse ``data`` (``msg`` serialised) and check no header appeared or vanished.
 
     Only the top-level header block is re-parsed (the names compared are the top-level

@@ -23,6 +23,7 @@ a configured prefix): the raw address is never echoed on the wire.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -293,10 +294,12 @@ def check_destination(number: FaxNumber, policy: DestinationPolicy) -> PolicyRef
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def display_number(e164: str) -> str:
     """The human international form of a stored E.164 number (``+1 212-555-0100``).
 
-    Falls back to the E.164 text itself when phonenumbers cannot parse it.
+    Falls back to the E.164 text itself when phonenumbers cannot parse it. Cached:
+    parsing is slow, and the same numbers come back fax after fax.
     """
     try:
         parsed = phonenumbers.parse(e164, None)

@@ -18,6 +18,7 @@ The last step accepts only a single, unambiguous key.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -120,10 +121,12 @@ def _digits(text: str) -> str:
     return "".join(ch for ch in text if "0" <= ch <= "9")
 
 
+@functools.lru_cache(maxsize=4096)
 def normalise_number(text: str | None, default_country: str | None) -> str | None:
     """``text`` as E.164 (national numbers read in ``default_country``, then with a ``+``).
 
     None when it is not a valid number either way (a caller id of ``Anonymous``, say).
+    Cached: every fax asks for the same few receiving numbers, and parsing is slow.
     """
     if not text or not text.strip():
         return None
