@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 from bridge import metrics
 from bridge.errors import AuthError, BridgeError
-from bridge.inbound_process import NEVER, FaxProcessor, ImapAppend
+from bridge.inbound_outlet import ImapAppend
+from bridge.inbound_process import NEVER, FaxProcessor
 from bridge.inbound_settings import InboundSettings, required_templates
 from bridge.interfax import InterfaxClient
 from bridge.interfax_models import InboundFax as ListedFax

@@ -6,10 +6,11 @@
 recorded--> ``DELIVERED`` --mark read at InterFAX--> ``MARKED_READ``; no route at all:
 ``UNROUTED`` (the fax stays unread, the admin is told once).
 
-Each arrow is one durable store transaction, taken only after the side effect it records
+Each arrow is one store transaction, taken only after the side effect it records
 succeeded, so a crash anywhere repeats at most the step in hand: a download (harmless), a
 mark-read (harmless), or one recipient's mail whose 250 arrived just before the crash (the
-same deterministic Message-ID lets the mailbox side recognise it). Deliveries are per
+same deterministic Message-ID lets the mailbox side recognise it). Only the deliveries
+wait for fsync: losing the other records in a power cut repeats harmless work. Deliveries are per
 recipient: a partial failure retries only the recipients still pending.
 
 Failures never loop hot: the fax gets ``next_attempt_at`` from :class:`Backoff` and the
@@ -19,27 +20,17 @@ poller only takes it up again when it is due. A 401 from InterFAX pauses the sha
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
-import contextvars
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 
-from bridge import maildir, metrics
+from bridge import metrics
 from bridge.errors import AuthError, BridgeError, PermanentError, TransientError
-from bridge.imaging import is_pdf
-from bridge.inbound_mail import (
-    FaxFacts,
-    FaxImages,
-    build_admin_notice,
-    facts_of,
-    fax_mail_bytes,
-    prepare_images,
-)
+from bridge.inbound_mail import FaxFacts, InboundMailSettings, build_admin_notice, facts_of
+from bridge.inbound_outlet import Deferred, ImapAppend, LazyImages, MailOutlet
 from bridge.inbound_settings import InboundSettings
 from bridge.interfax import InterfaxClient
 from bridge.interfax_errors import InterfaxNotFoundError
@@ -51,7 +42,7 @@ from bridge.jobs import (
     InboundRecipient,
     InboundState,
 )
-from bridge.mailer import Mailer, MailSession, MessageTooLarge
+from bridge.mailer import Mailer, MessageTooLarge
 from bridge.render import TemplateRenderer
 from bridge.routing import Decision, Presentation, route_fax
 from bridge.store import Store
@@ -61,24 +52,6 @@ log = logging.getLogger(__name__)
 
 #: ``next_attempt_at`` of a fax with nothing left to do (DELIVERED with mark_read off).
 NEVER = 253402300799.0  # 9999-12-31T23:59:59Z
-
-ImapAppend = Callable[[bytes, str, datetime], Awaitable[None]]
-"""``deliver: imap``: put a mail into a folder, dated the fax's receive time, returning only
-once the server accepted it (``bridge.imap_delivery.ImapDelivery.append_fax_mail``)."""
-
-
-#: The relay connections of the batch in progress (:meth:`FaxProcessor.batch`), if any.
-_SESSION: contextvars.ContextVar[MailSession | None] = contextvars.ContextVar(
-    "fax_bridge_inbound_mail", default=None
-)
-
-
-class Deferred(BridgeError):
-    """This fax cannot go further now; try again after ``delay`` (None: the backoff)."""
-
-    def __init__(self, message: str, *, delay: float | None = None) -> None:
-        super().__init__(message)
-        self.delay = delay
 
 
 class FaxProcessor:
@@ -100,31 +73,23 @@ class FaxProcessor:
     ) -> None:
         self._store = store
         self._client = client
-        self._mailer = mailer
+        self._outlet = MailOutlet(mailer, imap, imap_missing_delay=backoff.cap)
         self.renderer = renderer
         self.settings = settings
         self._gate = gate
         self._backoff = backoff
         self._counters = counters
-        self._imap = imap
+        self._imap_missing = imap is None
         self._clock = clock
 
-    @contextlib.asynccontextmanager
-    async def batch(self) -> AsyncIterator[None]:
-        """Reuse relay connections for the faxes processed inside (tasks started in it).
+    def batch(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Reuse relay connections for the faxes processed inside (one inbound poll)."""
+        return self._outlet.batch(self.settings.concurrency)
 
-        One inbound poll is one batch: its mails share a few connections instead of
-        greeting, securing and logging in to the relay once per mail.
-        """
-        async with self._mailer.session(max_idle=self.settings.concurrency) as session:
-            token = _SESSION.set(session)
-            try:
-                yield
-            finally:
-                _SESSION.reset(token)
-
-    def _mail(self) -> Mailer | MailSession:
-        return _SESSION.get() or self._mailer
+    @property
+    def mail_settings(self) -> InboundMailSettings:
+        """How mails are written, under the current configuration."""
+        return self.settings.mail
 
     def route(self, fax: InboundFax) -> Decision | None:
         """The route of ``fax`` under the current configuration."""
@@ -185,7 +150,7 @@ class FaxProcessor:
             presentation = Presentation()
         else:
             imap = any(t.channel is DeliveryChannel.IMAP for t in decision.targets)
-            if imap and self._imap is None:
+            if imap and self._imap_missing:
                 log.error(
                     "fax %d: its route says deliver: imap, but no IMAP delivery is set up; "
                     "the fax stays unread at InterFAX",
@@ -216,7 +181,7 @@ class FaxProcessor:
         if presentation.attach:
             if source is None:
                 source = await self._stored_image(fax)
-            images = _LazyImages(source, presentation, facts, self.settings.mail.filename_template)
+            images = LazyImages(source, presentation, facts, self.settings.mail.filename_template)
         result: InboundFax | None = None
         failed: list[str] = []
         for delivery in todo:
@@ -251,13 +216,13 @@ class FaxProcessor:
         facts: FaxFacts,
         delivery: InboundDelivery,
         presentation: Presentation,
-        images: _LazyImages | None,
+        images: LazyImages | None,
     ) -> InboundFax | str | None:
         """Deliver to one recipient: the fax row after recording it, or the error text."""
-        message_id, data = await self._wired(facts, delivery, presentation, images)
+        message_id, data = await self._outlet.wired(facts, delivery, presentation, images, self)
         try:
             try:
-                await self._send(delivery, data, facts)
+                await self._outlet.send(delivery, data, facts, self.settings.mail)
             except MessageTooLarge as exc:
                 log.warning(
                     "fax %d: too large for the relay for %s, sending a notice instead: %s",
@@ -270,8 +235,10 @@ class FaxProcessor:
                     f"{exc.smtp_text}), so it is not attached. Download it from the InterFAX "
                     f"web portal (message {facts.message_id}) while InterFAX keeps it."
                 )
-                message_id, data = await self._wired(facts, delivery, presentation, None, note)
-                await self._send(delivery, data, facts)
+                message_id, data = await self._outlet.wired(
+                    facts, delivery, presentation, None, self, note
+                )
+                await self._outlet.send(delivery, data, facts, self.settings.mail)
                 self._count("too_large")
         except (TransientError, PermanentError, AuthError) as exc:
             return await self._failed(facts, delivery, exc)
@@ -279,58 +246,6 @@ class FaxProcessor:
         return await self._store.inbound_delivery_done(
             facts.message_id, delivery.recipient, message_id, now=self._clock()
         )
-
-    async def _wired(
-        self,
-        facts: FaxFacts,
-        delivery: InboundDelivery,
-        presentation: Presentation,
-        images: _LazyImages | None,
-        *notes: str,
-    ) -> tuple[str, bytes]:
-        """:meth:`_wire_mail`, in a worker thread when it is more than a few milliseconds.
-
-        A small PDF (or no image) is quicker done right here: a thread would hold the
-        GIL for about as long while the event loop waits for it, plus the hop. A TIFF to
-        convert or a large image goes off the loop.
-        """
-        if images is None or images.cheap:
-            return self._wire_mail(facts, delivery, presentation, images, *notes)
-        return await asyncio.to_thread(
-            self._wire_mail, facts, delivery, presentation, images, *notes
-        )
-
-    def _wire_mail(
-        self,
-        facts: FaxFacts,
-        delivery: InboundDelivery,
-        presentation: Presentation,
-        images: _LazyImages | None,
-        *notes: str,
-    ) -> tuple[str, bytes]:
-        """The mail's Message-ID and its bytes as ``delivery``'s channel takes them."""
-        return fax_mail_bytes(
-            facts,
-            recipient=delivery.recipient,
-            channel=delivery.channel,
-            presentation=presentation,
-            images=images.get() if images is not None else None,
-            settings=self.settings.mail,
-            renderer=self.renderer,
-            now=datetime.now(UTC),
-            extra_notes=notes,
-        )
-
-    async def _send(self, delivery: InboundDelivery, data: bytes, facts: FaxFacts) -> None:
-        if delivery.channel is DeliveryChannel.SMTP:
-            sender = self.settings.mail.sender.addr_spec
-            await self._mail().send(data, sender=sender, recipients=[delivery.recipient])
-        elif delivery.channel is DeliveryChannel.MAILDIR:
-            await asyncio.to_thread(maildir.deliver, Path(delivery.recipient), data)
-        elif self._imap is not None:
-            await self._imap(data, delivery.recipient, facts.received)
-        else:
-            raise Deferred("deliver: imap is not available", delay=self._backoff.cap)
 
     async def _failed(self, facts: FaxFacts, delivery: InboundDelivery, exc: BridgeError) -> str:
         permanent = isinstance(exc, PermanentError)
@@ -388,7 +303,7 @@ class FaxProcessor:
         )
         try:
             sender = self.settings.mail.sender.addr_spec
-            await self._mail().send(notice, sender=sender, recipients=[admin])
+            await self._outlet.relay().send(notice, sender=sender, recipients=[admin])
         except (TransientError, AuthError) as exc:
             log.warning("fax %d: cannot tell the admin now: %s", facts.message_id, exc)
             return False
@@ -463,42 +378,3 @@ class FaxProcessor:
             )
         except BridgeError as exc:
             log.error("fax %d: could not record the failure (%s): %s", message_id, error, exc)
-
-
-#: Images up to this size (PDFs, no conversion) are mailed without a worker thread.
-_CHEAP_BYTES = 256 * 1024
-
-
-class _LazyImages:
-    """A fax's attachments for one route, prepared on first use (in a worker thread).
-
-    Deliveries of one fax run one after another, so ``get`` never races with itself.
-    """
-
-    def __init__(
-        self,
-        source: tuple[bytes, str],
-        presentation: Presentation,
-        facts: FaxFacts,
-        filename_template: str,
-    ) -> None:
-        self._source = source
-        self._format = presentation.format
-        self._facts = facts
-        self._template = filename_template
-        self._images: FaxImages | None = None
-
-    @property
-    def cheap(self) -> bool:
-        """Whether :meth:`get` and encoding the mail take only a few milliseconds."""
-        data, _ = self._source
-        return len(data) <= _CHEAP_BYTES and is_pdf(data)
-
-    def get(self) -> FaxImages:
-        """The attachments (converting a TIFF only once)."""
-        if self._images is None:
-            data, content_type = self._source
-            self._images = prepare_images(
-                data, content_type, self._format, self._facts, self._template
-            )
-        return self._images

@@ -219,11 +219,12 @@ class Mailer:
 class MailSession:
     """Relay connections kept open between messages (see :meth:`Mailer.session`).
 
-    A connection goes back to the pool only after a transaction that succeeded, and is
-    taken out again only after a ``RSET`` shows the relay still holds it open (relays
-    close idle connections when they please). That check comes before anything of the
-    next message is sent, so a dead connection is replaced without any doubt about
-    what the relay received. Any failure closes the connection it happened on.
+    A connection goes back to the pool only after a transaction that succeeded; any
+    failure closes the connection it happened on. A relay may close a kept connection
+    when it pleases, or refuse a further message on it with ``421``: then the message
+    is sent once more at once on a new connection. That repeat is no riskier than
+    the retry a failed send always gets: if the relay lost the line after taking the
+    whole message, the copy carries the same Message-ID either way.
     """
 
     def __init__(self, mailer: Mailer, *, max_idle: int) -> None:
@@ -246,19 +247,23 @@ class MailSession:
             raise PermanentError("no recipients")
         for rcpt in recipients:
             check_envelope_address(rcpt)
-        client = await self._checkout()
-        try:
-            if isinstance(message, EmailMessage):
-                sent = client.send_message(message, sender=sender, recipients=list(recipients))
-            else:
-                sent = client.sendmail(sender, list(recipients), message)
-            errors, response = await sent
-        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-            client.close()
-            raise _translate(exc) from exc
-        except BaseException:
-            client.close()
-            raise
+        client, kept = await self._checkout()
+        while True:
+            try:
+                if isinstance(message, EmailMessage):
+                    sent = client.send_message(message, sender=sender, recipients=list(recipients))
+                else:
+                    sent = client.sendmail(sender, list(recipients), message)
+                errors, response = await sent
+                break
+            except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+                client.close()
+                if not (kept and _closed_on_us(exc)):
+                    raise _translate(exc) from exc
+                client, kept = await self._mailer._connect(), False
+            except BaseException:
+                client.close()
+                raise
         if len(self._idle) < self._max_idle:
             self._idle.append(client)
         else:
@@ -266,24 +271,27 @@ class MailSession:
         refused = {rcpt: (resp.code, resp.message) for rcpt, resp in errors.items()}
         return SentMail(response=response, refused=refused)
 
-    async def _checkout(self) -> aiosmtplib.SMTP:
+    async def _checkout(self) -> tuple[aiosmtplib.SMTP, bool]:
+        """A connection and whether it was kept from an earlier message."""
         while self._idle:
             client = self._idle.pop()
-            if not client.is_connected:
-                continue
-            try:
-                await client.rset()
-            except (aiosmtplib.SMTPException, OSError, ssl.SSLError):
-                client.close()
-                continue
-            return client
-        return await self._mailer._connect()
+            if client.is_connected:  # a close the relay sent while idle was noticed
+                return client, True
+            client.close()
+        return await self._mailer._connect(), False
 
     async def aclose(self) -> None:
         """Say goodbye on every idle connection (errors do not matter any more)."""
         idle, self._idle = self._idle, []
         for client in idle:
             await _quit(client)
+
+
+def _closed_on_us(exc: Exception) -> bool:
+    """The relay dropped a kept connection, or refused more messages on it (421)."""
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return exc.code == 421
+    return isinstance(exc, ConnectionError)
 
 
 async def _quit(client: aiosmtplib.SMTP) -> None:

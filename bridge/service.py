@@ -27,7 +27,7 @@ from bridge.errors import BridgeError, ConfigError
 from bridge.http_status import StatusServer, build_app
 from bridge.imaging import as_pdf
 from bridge.inbound import InboundWorker
-from bridge.inbound_process import ImapAppend
+from bridge.inbound_outlet import ImapAppend
 from bridge.intake import Intake, IntakePolicy
 from bridge.interfax import InterfaxClient
 from bridge.jobs import Job

@@ -41,7 +41,17 @@ class SinkHandler:
     received: list[ReceivedMail] = field(default_factory=list)
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_reply: str | None = None
+    mail_replies: list[str] = field(default_factory=list)  # one used per MAIL, then 250
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.mail_replies:
+            return self.mail_replies.pop(0)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from bridge.errors import TransientError
 from bridge.mailer import Mailer, MailRejected, RelaySettings
 from tests.bridge_harness import eventually
 from tests.smtp_sink import RunningSink, running_sink
@@ -96,3 +97,21 @@ async def test_a_single_send_uses_and_closes_a_connection_of_its_own() -> None:
             await mailer.send(_mail(n), sender="fax@example.org", recipients=["a@ex.org"])
         await _closed(sink)
     assert len({m.peer for m in sink.received}) == 2
+
+
+async def test_a_421_on_a_kept_connection_sends_once_more_on_a_new_one() -> None:
+    async with running_sink() as sink, _mailer(sink).session() as mail:
+        await mail.send(_mail(1), sender="fax@example.org", recipients=["a@ex.org"])
+        sink.handler.mail_replies.append("421 4.7.0 Too many messages on this connection")
+        await mail.send(_mail(2), sender="fax@example.org", recipients=["a@ex.org"])
+    first, second = sink.received
+    assert second.parsed()["Subject"] == "2"
+    assert first.peer != second.peer
+
+
+async def test_a_421_on_a_new_connection_is_a_transient_failure() -> None:
+    async with running_sink() as sink, _mailer(sink).session() as mail:
+        sink.handler.mail_replies.append("421 4.3.2 Not now")
+        with pytest.raises(TransientError):
+            await mail.send(_mail(1), sender="fax@example.org", recipients=["a@ex.org"])
+    assert sink.received == []

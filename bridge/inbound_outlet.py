@@ -1,0 +1,176 @@
+"""Where a received fax's mail goes: written, then handed to the relay, a Maildir or IMAP.
+
+:class:`MailOutlet` is the sending half of :class:`bridge.inbound_process.FaxProcessor`:
+it writes a recipient's mail (in a worker thread only when that is real work) and
+delivers it through the recipient's channel, reusing relay connections for the faxes
+of one poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from bridge import maildir
+from bridge.errors import BridgeError
+from bridge.imaging import is_pdf
+from bridge.inbound_mail import (
+    FaxFacts,
+    FaxImages,
+    InboundMailSettings,
+    fax_mail_bytes,
+    prepare_images,
+)
+from bridge.jobs import DeliveryChannel, InboundDelivery
+from bridge.mailer import Mailer, MailSession
+from bridge.render import TemplateRenderer
+from bridge.routing import Presentation
+
+ImapAppend = Callable[[bytes, str, datetime], Awaitable[None]]
+"""``deliver: imap``: put a mail into a folder, dated the fax's receive time, returning only
+once the server accepted it (``bridge.imap_delivery.ImapDelivery.append_fax_mail``)."""
+
+#: Images up to this size (PDFs, no conversion) are mailed without a worker thread.
+_CHEAP_BYTES = 256 * 1024
+
+#: The relay connections of the batch in progress (:meth:`MailOutlet.batch`), if any.
+_SESSION: contextvars.ContextVar[MailSession | None] = contextvars.ContextVar(
+    "fax_bridge_inbound_mail", default=None
+)
+
+
+class Deferred(BridgeError):
+    """This fax cannot go further now; try again after ``delay`` (None: the backoff)."""
+
+    def __init__(self, message: str, *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class Writer(Protocol):
+    """What writing a mail needs to know, read at the moment of writing (reloads)."""
+
+    @property
+    def renderer(self) -> TemplateRenderer: ...
+
+    @property
+    def mail_settings(self) -> InboundMailSettings: ...
+
+
+class MailOutlet:
+    """Writes fax mails and hands them to their channel."""
+
+    def __init__(self, mailer: Mailer, imap: ImapAppend | None, *, imap_missing_delay: float):
+        self._mailer = mailer
+        self._imap = imap
+        self._imap_missing_delay = imap_missing_delay
+
+    @contextlib.asynccontextmanager
+    async def batch(self, concurrency: int) -> AsyncIterator[None]:
+        """Reuse relay connections for the faxes processed inside (tasks started in it).
+
+        One inbound poll is one batch: its mails share a few connections instead of
+        greeting, securing and logging in to the relay once per mail.
+        """
+        async with self._mailer.session(max_idle=concurrency) as session:
+            token = _SESSION.set(session)
+            try:
+                yield
+            finally:
+                _SESSION.reset(token)
+
+    def relay(self) -> Mailer | MailSession:
+        """The relay connections of the batch in progress, else the mailer itself."""
+        return _SESSION.get() or self._mailer
+
+    async def wired(
+        self,
+        facts: FaxFacts,
+        delivery: InboundDelivery,
+        presentation: Presentation,
+        images: LazyImages | None,
+        writer: Writer,
+        *notes: str,
+    ) -> tuple[str, bytes]:
+        """The mail's Message-ID and its bytes as ``delivery``'s channel takes them.
+
+        A small PDF (or no image) is written right here: a thread would hold the GIL
+        for about as long while the event loop waits for it, plus the hop. A TIFF to
+        convert or a large image goes to a worker thread.
+        """
+        settings, renderer = writer.mail_settings, writer.renderer
+
+        def write() -> tuple[str, bytes]:
+            return fax_mail_bytes(
+                facts,
+                recipient=delivery.recipient,
+                channel=delivery.channel,
+                presentation=presentation,
+                images=images.get() if images is not None else None,
+                settings=settings,
+                renderer=renderer,
+                now=datetime.now(UTC),
+                extra_notes=notes,
+            )
+
+        if images is None or images.cheap:
+            return write()
+        return await asyncio.to_thread(write)
+
+    async def send(
+        self,
+        delivery: InboundDelivery,
+        data: bytes,
+        facts: FaxFacts,
+        settings: InboundMailSettings,
+    ) -> None:
+        """Deliver ``data``; returns only once the channel accepted it."""
+        if delivery.channel is DeliveryChannel.SMTP:
+            sender = settings.sender.addr_spec
+            await self.relay().send(data, sender=sender, recipients=[delivery.recipient])
+        elif delivery.channel is DeliveryChannel.MAILDIR:
+            await asyncio.to_thread(maildir.deliver, Path(delivery.recipient), data)
+        elif self._imap is not None:
+            await self._imap(data, delivery.recipient, facts.received)
+        else:
+            raise Deferred("deliver: imap is not available", delay=self._imap_missing_delay)
+
+
+class LazyImages:
+    """A fax's attachments for one route, prepared on first use (in a worker thread).
+
+    Deliveries of one fax run one after another, so ``get`` never races with itself.
+    """
+
+    def __init__(
+        self,
+        source: tuple[bytes, str],
+        presentation: Presentation,
+        facts: FaxFacts,
+        filename_template: str,
+    ) -> None:
+        self._source = source
+        self._format = presentation.format
+        self._facts = facts
+        self._template = filename_template
+        self._images: FaxImages | None = None
+
+    @property
+    def cheap(self) -> bool:
+        """Whether :meth:`get` and writing the mail take only a few milliseconds."""
+        data, _ = self._source
+        return len(data) <= _CHEAP_BYTES and is_pdf(data)
+
+    def get(self) -> FaxImages:
+        """The attachments (converting a TIFF only once)."""
+        if self._images is None:
+            data, content_type = self._source
+            self._images = prepare_images(
+                data, content_type, self._format, self._facts, self._template
+            )
+        return self._images
