@@ -46,7 +46,6 @@ __all__ = [
     "InboundMailSettings",
     "attachment_filename",
     "build_admin_notice",
-    "build_fax_mail",
     "facts_of",
     "fax_mail_bytes",
     "fax_message_id",
@@ -282,31 +281,6 @@ def _addresses(values: Sequence[str]) -> list[MailAddress]:
     return [MailAddress(value) for value in values]
 
 
-def build_fax_mail(
-    facts: FaxFacts,
-    *,
-    recipient: str,
-    channel: DeliveryChannel,
-    presentation: Presentation,
-    images: FaxImages | None,
-    settings: InboundMailSettings,
-    renderer: TemplateRenderer,
-    now: datetime,
-    extra_notes: Sequence[str] = (),
-) -> EmailMessage:
-    """The mail of one fax for one recipient; ``images`` None sends a notice without the fax.
-
-    To and Cc show the route's addresses; the envelope (or the Maildir) decides who
-    actually receives this copy. A route without ``to`` (a Maildir) shows the recipient
-    itself when it is an address, else our own address.
-    """
-    return build_mail(
-        **_fax_mail_fields(
-            facts, recipient, channel, presentation, images, settings, renderer, now, extra_notes
-        )
-    )
-
-
 def fax_mail_bytes(
     facts: FaxFacts,
     *,
@@ -319,30 +293,15 @@ def fax_mail_bytes(
     now: datetime,
     extra_notes: Sequence[str] = (),
 ) -> tuple[str, bytes]:
-    """:func:`build_fax_mail` as its Message-ID and the bytes for ``channel``.
+    """The mail of one fax for one recipient: its Message-ID and its bytes for ``channel``.
 
-    Built by :func:`bridge.mailwire.mail_bytes_fast` (the same mail in a quarter of the
-    time) and checked by the same header oracle. A Maildir file gets LF line ends;
-    SMTP and an IMAP APPEND get CRLF.
+    ``images`` None sends a notice without the fax. To and Cc show the route's
+    addresses; the envelope (or the Maildir) decides who actually receives this copy.
+    A route without ``to`` (a Maildir) shows the recipient itself when it is an
+    address, else our own address. Written by :func:`bridge.mailwire.mail_bytes_fast`
+    and checked by the header oracle; a Maildir file gets LF line ends, SMTP and an
+    IMAP APPEND get CRLF.
     """
-    fields = _fax_mail_fields(
-        facts, recipient, channel, presentation, images, settings, renderer, now, extra_notes
-    )
-    linesep = "\n" if channel is DeliveryChannel.MAILDIR else "\r\n"
-    return fields["message_id"], mail_bytes_fast(**fields, linesep=linesep)
-
-
-def _fax_mail_fields(
-    facts: FaxFacts,
-    recipient: str,
-    channel: DeliveryChannel,
-    presentation: Presentation,
-    images: FaxImages | None,
-    settings: InboundMailSettings,
-    renderer: TemplateRenderer,
-    now: datetime,
-    extra_notes: Sequence[str],
-) -> dict[str, Any]:
     attachments = images.attachments if images is not None else ()
     notes = [*(images.notes if images is not None else ()), *extra_notes]
     context = {
@@ -353,19 +312,23 @@ def _fax_mail_fields(
     }
     text_name, html_name = template_names(presentation)
     fallback = recipient if channel is DeliveryChannel.SMTP else settings.sender.addr_spec
-    return {
-        "sender": settings.sender,
-        "to": _addresses(presentation.to or (fallback,)),
-        "cc": _addresses(presentation.cc),
-        "subject": subject_of(facts),
-        "text": renderer.render(text_name, **context),
-        "html": renderer.render(html_name, **context),
-        "date": now,
-        "message_id": fax_message_id(
-            facts.message_id, recipient, settings.message_id_domain, facts.redelivery
-        ),
-        "attachments": attachments,
-    }
+    linesep = "\n" if channel is DeliveryChannel.MAILDIR else "\r\n"
+    message_id = fax_message_id(
+        facts.message_id, recipient, settings.message_id_domain, facts.redelivery
+    )
+    data = mail_bytes_fast(
+        sender=settings.sender,
+        to=_addresses(presentation.to or (fallback,)),
+        cc=_addresses(presentation.cc),
+        subject=subject_of(facts),
+        text=renderer.render(text_name, **context),
+        html=renderer.render(html_name, **context),
+        date=now,
+        message_id=message_id,
+        attachments=attachments,
+        linesep=linesep,
+    )
+    return message_id, data
 
 
 def build_admin_notice(
