@@ -161,7 +161,7 @@ class FaxProcessor:
             presentation = decision.presentation
             if presentation.attach and fax.state is InboundState.SEEN:
                 # Download first, then keep the image and the recipients in one
-                # transaction: the image is durable before any delivery can start.
+                # transaction, committed before any delivery starts (it needs the rows).
                 image = await self._client.inbound_image(fax.message_id)
                 source = image.data, image.content_type
                 _, deliveries = await self._store.inbound_store_download(

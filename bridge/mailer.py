@@ -216,6 +216,10 @@ class Mailer:
         return f"{s.host}:{s.port} answered ({s.security}{login})"
 
 
+#: How long a goodbye may take: the messages are delivered, nothing waits on it.
+_QUIT_TIMEOUT = 5.0
+
+
 class MailSession:
     """Relay connections kept open between messages (see :meth:`Mailer.session`).
 
@@ -283,8 +287,12 @@ class MailSession:
     async def aclose(self) -> None:
         """Say goodbye on every idle connection (errors do not matter any more)."""
         idle, self._idle = self._idle, []
-        for client in idle:
-            await _quit(client)
+        try:
+            for client in idle:
+                await _quit(client)
+        finally:  # cancelled halfway: close the rest without goodbye
+            for client in idle:
+                client.close()
 
 
 def _closed_on_us(exc: Exception) -> bool:
@@ -296,6 +304,6 @@ def _closed_on_us(exc: Exception) -> bool:
 
 async def _quit(client: aiosmtplib.SMTP) -> None:
     try:
-        await client.quit()
+        await client.quit(timeout=_QUIT_TIMEOUT)
     except (aiosmtplib.SMTPException, OSError, ssl.SSLError):
         client.close()

@@ -13,6 +13,7 @@ else UTF-8 quoted-printable, so the result is 7-bit clean for any relay.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from email.charset import QP, Charset
@@ -25,6 +26,7 @@ from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import compat32
 from email.utils import format_datetime, formataddr
 from typing import cast
+from urllib.parse import quote
 
 from bridge.errors import PermanentError
 from bridge.headersafe import clean_filename, clean_header_text
@@ -39,6 +41,9 @@ from bridge.mailbuild import (
 
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
+_UTF8_PREFIX = "utf-8''"
+_MAX_LINE = 78  # what the modern policy keeps 7bit text under
+_PARAM_CHUNK = 60
 
 
 def mail_bytes_fast(
@@ -96,8 +101,10 @@ def _addresses(values: Sequence[MailAddress]) -> str:
 def _text(content: str, subtype: str) -> MIMENonMultipart:
     if not content.endswith("\n"):
         content += "\n"
+    plain = content.isascii() and max(map(len, content.splitlines())) <= _MAX_LINE
     part = MIMENonMultipart("text", subtype)
-    part.set_payload(content, "us-ascii" if content.isascii() else _UTF8_QP)
+    # Quoted-printable for long lines too: a mail line may not exceed 998 characters.
+    part.set_payload(content, "us-ascii" if plain else _UTF8_QP)
     del part["MIME-Version"]  # only the top level carries it
     return part
 
@@ -115,6 +122,23 @@ def _attachment(item: Attachment) -> MIMEApplication:
         part.replace_header("Content-Type", f"{maintype}/{subtype or 'octet-stream'}")
     del part["MIME-Version"]
     name = clean_filename(item.filename, fallback="attachment.bin")
-    filename: str | tuple[str, str, str] = name if name.isascii() else ("utf-8", "", name)
-    part.add_header("Content-Disposition", "attachment", filename=filename)
+    if name.isascii():
+        part.add_header("Content-Disposition", "attachment", filename=name)
+    else:
+        part["Content-Disposition"] = _rfc2231_disposition(name)
     return part
+
+
+def _rfc2231_disposition(name: str) -> str:
+    """``attachment`` with ``name`` in RFC 2231 continuations short enough to fold.
+
+    One ``filename*=`` parameter of a hundred percent-encoded characters would make a
+    header line longer than mail allows; continuations fold between them.
+    """
+    chunks: list[str] = []
+    for item in re.findall(r"%[0-9A-F]{2}|[^%]", quote(name, safe="", encoding="utf-8")):
+        if not chunks or len(chunks[-1]) + len(item) > _PARAM_CHUNK:
+            chunks.append("")
+        chunks[-1] += item
+    params = [f"filename*{i}*={_UTF8_PREFIX if i == 0 else ''}{c}" for i, c in enumerate(chunks)]
+    return "; ".join(["attachment", *params])

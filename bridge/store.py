@@ -1,12 +1,14 @@
 """The durable store: one SQLite database in ``state_dir`` (the only sqlite3 importer).
 
-Durability. The database runs in WAL mode with ``synchronous=FULL`` on every
-connection, always: each COMMIT fsyncs the WAL before it returns, so every
-committed transaction survives a crash or power loss, including the ones that
-precede a promise (the SMTP 250 after ``accept_message``, the mark-read after
-``inbound_delivery_done``). One setting for everything keeps the rule simple;
-the cost is one fsync per write transaction, which the intake path pays once
-per message anyway. ``busy_timeout`` lets a second process (the admin CLI)
+Durability. The database runs in WAL mode with ``synchronous=FULL``: each
+COMMIT fsyncs the WAL before it returns, so a committed transaction survives a
+crash or power loss, including the ones that precede a promise (the SMTP 250
+after ``accept_message``, the mark-read after ``inbound_delivery_done``). A few
+inbound bookkeeping writes ask for ``durable=False`` (``synchronous=NORMAL`` for
+that one commit): a process crash keeps them, a power cut may undo them, and
+the next durable commit makes them durable too, because the WAL is written in
+order. Only records whose loss repeats harmless work qualify (see
+``StoreBase._write``). ``busy_timeout`` lets a second process (the admin CLI)
 share the file, and claims run inside ``BEGIN IMMEDIATE`` so two processes
 never claim the same job. The state directory must be on a local filesystem.
 

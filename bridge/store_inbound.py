@@ -40,7 +40,8 @@ class InboundStore(StoreBase):
         Idempotent: a returned fax has ``created=True`` only when this call inserted
         it; existing rows are returned unchanged, in the order of ``records``. One
         transaction that does not wait for fsync: a row lost in a power cut is
-        recorded again at the next listing, since the fax is still unread.
+        recorded again at the next listing, as the fax is still unread (unless
+        somebody read it in the InterFAX portal in the seconds before the cut).
         """
 
         def run(conn: Connection) -> list[InboundFax]:

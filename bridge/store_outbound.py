@@ -195,7 +195,8 @@ class OutboundStore(StoreBase):
         def run(conn: Connection) -> Job | None:
             row = conn.execute(
                 "SELECT j.message_id, j.destination, j.sender FROM jobs j"
-                " JOIN messages m ON m.id = j.message_id WHERE j.id = ? AND length(m.raw) > 0",
+                " JOIN message_bodies b ON b.id = j.message_id"
+                " WHERE j.id = ? AND length(b.raw) > 0",
                 (job_id,),
             ).fetchone()
             if row is None:
@@ -290,13 +291,13 @@ class OutboundStore(StoreBase):
         """A message's bytes as received. :class:`MessageMissing` if purged or unknown."""
 
         def run(conn: Connection) -> bytes:
-            row = conn.execute("SELECT id FROM messages WHERE id = ?", (message_id,)).fetchone()
-            if row is None:
+            found = conn.execute("SELECT id FROM message_bodies WHERE id = ?", (message_id,))
+            if found.fetchone() is None:
                 raise MessageMissing(f"message {message_id} is not in the store")
             # Through the BLOB handle: a SELECT would assemble the value in SQLite's
             # memory and then copy it, two copies of a 25 MB message at once. (Purged
             # in between, it fails as a store error and is retried.)
-            blob = conn.blobopen("messages", "raw", message_id, readonly=True)
+            blob = conn.blobopen("message_bodies", "raw", message_id, readonly=True)
             try:
                 return blob.read()
             finally:
@@ -381,12 +382,10 @@ def _insert_message(
     now: float,
     trace_id: str,
 ) -> int:
-    # The bytes go in through an incremental BLOB write: binding them as a parameter makes
-    # SQLite take a private copy of the whole message (tens of MB for a large fax).
     cur = conn.execute(
         "INSERT INTO messages (received_at, source, mail_from, from_header,"
         " message_id_header, size, sha256, raw, trace_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, zeroblob(?), ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, x'', ?)",
         (
             now,
             source,
@@ -395,13 +394,17 @@ def _insert_message(
             message_id_header,
             len(raw),
             hashlib.sha256(raw).hexdigest(),
-            len(raw),
             trace_id,
         ),
     )
     assert cur.lastrowid is not None
+    # The bytes go in through an incremental BLOB write: binding them as a parameter makes
+    # SQLite take a private copy of the whole message (tens of MB for a large fax).
+    conn.execute(
+        "INSERT INTO message_bodies (id, raw) VALUES (?, zeroblob(?))", (cur.lastrowid, len(raw))
+    )
     if raw:
-        blob = conn.blobopen("messages", "raw", cur.lastrowid)
+        blob = conn.blobopen("message_bodies", "raw", cur.lastrowid)
         try:
             view = memoryview(raw)
             for start in range(0, len(raw), _BLOB_SLICE):

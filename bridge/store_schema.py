@@ -177,14 +177,19 @@ _V3: Final = (
     "ALTER TABLE rate_buckets RENAME TO rate_events",
 )
 
-# The message bytes become the record's last field. SQLite keeps the zeroblob that
-# reserves them (see ``_insert_message``) unexpanded only there; anywhere else it
-# builds the whole record in memory, two copies of a 25 MB message.
+# The message bytes move to a table of their own, as the last field of its rows: only
+# there does SQLite keep the zeroblob that reserves them (see ``_insert_message``)
+# unexpanded; anywhere else it builds the whole record in memory, two copies of a 25 MB
+# message. ``messages.raw`` stays, always empty: SQLite before 3.35 cannot drop a column.
 _V4: Final = (
-    "ALTER TABLE messages ADD COLUMN raw_last BLOB NOT NULL DEFAULT x''",
-    "UPDATE messages SET raw_last = raw",
-    "ALTER TABLE messages DROP COLUMN raw",
-    "ALTER TABLE messages RENAME COLUMN raw_last TO raw",
+    """
+    CREATE TABLE message_bodies (
+        id  INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+        raw BLOB    NOT NULL
+    )
+    """,
+    "INSERT INTO message_bodies (id, raw) SELECT id, raw FROM messages",
+    "UPDATE messages SET raw = x''",
 )
 
 #: Every schema step, oldest first. ``len(MIGRATIONS)`` is the current version.

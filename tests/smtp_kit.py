@@ -136,7 +136,13 @@ def on_disk(state_dir: Path) -> OnDisk:
         return OnDisk([], [])
     with closing(sqlite3.connect(path)) as conn:
         conn.row_factory = sqlite3.Row
-        messages = [dict(row) for row in conn.execute("SELECT * FROM messages ORDER BY id")]
+        messages = [
+            {**dict(row), "raw": row["body"]}
+            for row in conn.execute(
+                "SELECT m.*, b.raw AS body FROM messages m"
+                " LEFT JOIN message_bodies b ON b.id = m.id ORDER BY m.id"
+            )
+        ]
         jobs = [dict(row) for row in conn.execute("SELECT * FROM jobs ORDER BY id")]
     return OnDisk(messages, jobs)
 

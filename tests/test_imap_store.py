@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from bridge import store as store_module
 from bridge import store_schema
 from bridge.errors import StoreError
 from bridge.jobs import MessageSource, NewJob
@@ -28,25 +27,27 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         yield opened
 
 
-async def test_a_version_1_database_is_migrated_and_keeps_its_rows(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(store_schema, "MIGRATIONS", store_schema.MIGRATIONS[:1])
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 1)
-    async with await Store.open(tmp_path) as old:
-        await old.accept_message(
-            RAW,
-            source=MessageSource.SMTP,
-            mail_from="alice@clinic.example.org",
-            from_header="alice@clinic.example.org",
-            message_id_header=None,
-            recipients=[NewJob("+12125550100", "alice@clinic.example.org")],
-            now=1.0,
+async def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
+    # Written as fax-bridge's first schema held it (today's code writes today's schema).
+    with closing(sqlite3.connect(tmp_path / DB_FILENAME)) as conn, conn:
+        for statement in store_schema.MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO messages (id, received_at, source, mail_from, from_header, size,"
+            " sha256, raw, trace_id) VALUES (1, 1.0, 'smtp', 'alice@clinic.example.org',"
+            " 'alice@clinic.example.org', ?, ?, ?, 'trace')",
+            (len(RAW), SHA, RAW),
         )
-    monkeypatch.undo()
+        conn.execute(
+            "INSERT INTO jobs (message_id, destination, sender, reference, state,"
+            " next_attempt_at, created_at, updated_at, trace_id) VALUES (1, '+12125550100',"
+            " 'alice@clinic.example.org', 'ref-1', 'accepted', 1.0, 1.0, 1.0, 't')"
+        )
     async with await Store.open(tmp_path) as new:
         assert (await new.diagnostics()).schema_version == SCHEMA_VERSION >= 2
         assert len(await new.jobs()) == 1
+        assert await new.message_raw(1) == RAW
         assert await new.imap_get(KEY) is None
     with closing(sqlite3.connect(tmp_path / DB_FILENAME)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

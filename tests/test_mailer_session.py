@@ -115,3 +115,26 @@ async def test_a_421_on_a_new_connection_is_a_transient_failure() -> None:
         with pytest.raises(TransientError):
             await mail.send(_mail(1), sender="fax@example.org", recipients=["a@ex.org"])
     assert sink.received == []
+
+
+async def test_a_send_cancelled_before_the_greeting_leaves_no_connection_open() -> None:
+    connected, closed = asyncio.Event(), asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connected.set()
+        await reader.read()  # the relay never greets; EOF when the client lets go
+        closed.set()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        mailer = Mailer(RelaySettings(host="127.0.0.1", port=port, timeout=30))
+        sending = asyncio.create_task(
+            mailer.send(_mail(1), sender="fax@example.org", recipients=["a@ex.org"])
+        )
+        await asyncio.wait_for(connected.wait(), 5)
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+        await asyncio.wait_for(closed.wait(), 5)

@@ -846,12 +846,19 @@ def _version_3_database_with_a_job(state_dir: Path) -> None:
         )
 
 
-def _message_columns(state_dir: Path) -> list[str]:
+def _stored_bytes(state_dir: Path) -> tuple[list[str], list[tuple[int, bytes, bytes]]]:
+    """The body table's columns, and each message's (id, messages.raw, body)."""
     with sqlite3.connect(state_dir / DB_FILENAME) as conn:
-        return [row[1] for row in conn.execute("PRAGMA table_info(messages)")]
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(message_bodies)")]
+        rows = conn.execute(
+            "SELECT m.id, m.raw, b.raw FROM messages m JOIN message_bodies b ON b.id = m.id"
+        ).fetchall()
+    return columns, rows
 
 
-async def test_version_3_messages_keep_their_bytes_and_jobs_with_raw_last(state_dir: Path) -> None:
+async def test_version_3_message_bytes_move_to_their_own_table_with_jobs_intact(
+    state_dir: Path,
+) -> None:
     _version_3_database_with_a_job(state_dir)
     async with await Store.open(state_dir) as store:
         assert await store.message_raw(7) == b"\x01\x02\x03"
@@ -859,4 +866,4 @@ async def test_version_3_messages_keep_their_bytes_and_jobs_with_raw_last(state_
         assert job is not None
         assert (job.message_id, job.reference) == (7, "ref-7")
     # Only as the last field does SQLite keep a zeroblob unexpanded (see _V4).
-    assert _message_columns(state_dir)[-1] == "raw"
+    assert _stored_bytes(state_dir) == (["id", "raw"], [(7, b"", b"\x01\x02\x03")])

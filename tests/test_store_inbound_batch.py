@@ -3,12 +3,19 @@ one commit, with the same outcome as the two single steps."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import pytest
 
-from bridge.jobs import DeliveryChannel, DeliveryState, InboundRecipient, InboundState
+from bridge.jobs import (
+    DeliveryChannel,
+    DeliveryState,
+    InboundRecipient,
+    InboundState,
+    MessageSource,
+    NewJob,
+)
 from bridge.store import Store
 from tests.test_store import T0, inbound_record
 
@@ -85,3 +92,42 @@ async def test_writes_that_skip_fsync_leave_the_connection_synchronous_full(
     assert marked is not None
     assert marked.state is InboundState.MARKED_READ
     assert (await store.diagnostics()).synchronous == 2  # FULL, for every other commit
+
+
+async def test_only_records_whose_loss_repeats_harmless_work_skip_fsync(store: Store) -> None:
+    """A lost delivery record means a second mail: those commits must wait for fsync."""
+    statements: list[str] = []
+    # The connection lives on the store thread, and so does the callback.
+    await store._read(lambda conn: conn.set_trace_callback(statements.append))  # type: ignore[attr-defined]
+
+    async def skips_fsync(write: Awaitable[object]) -> bool:
+        statements.clear()
+        await write
+        return "PRAGMA synchronous = NORMAL" in statements
+
+    record = inbound_record(7)
+    assert await skips_fsync(store.inbound_seen_page([record], now=T0))
+    assert await skips_fsync(
+        store.inbound_store_download(7, b"%PDF-1.4", "application/pdf", [A, B], now=T0)
+    )
+    assert not await skips_fsync(store.inbound_delivery_done(7, A.recipient, "<a@x>", now=T0))
+    assert not await skips_fsync(
+        store.inbound_delivery_failed(7, B.recipient, "550 no", permanent=False)
+    )
+    assert not await skips_fsync(store.inbound_delivery_done(7, B.recipient, "<b@x>", now=T0))
+    assert await skips_fsync(
+        store.inbound_transition(
+            7, expect=InboundState.DELIVERED, to=InboundState.MARKED_READ, now=T0, durable=False
+        )
+    )
+    assert not await skips_fsync(
+        store.accept_message(
+            b"Subject: x\r\n\r\nbody\r\n",
+            source=MessageSource.SMTP,
+            mail_from="a@example.org",
+            from_header="a@example.org",
+            message_id_header=None,
+            recipients=[NewJob(destination="+12125550100", sender="a@example.org")],
+            now=T0,
+        )
+    )
