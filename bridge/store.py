@@ -55,6 +55,7 @@ from bridge.jobs import PurgeReport, StoreDiagnostics, StoreVersionError
 from bridge.store_imap import ImapStore
 from bridge.store_inbound import InboundStore
 from bridge.store_outbound import OutboundStore
+from bridge.store_rates import RateStore
 from bridge.store_schema import Connection
 
 __all__ = ["DB_FILENAME", "SCHEMA_VERSION", "Store"]
@@ -66,7 +67,7 @@ _WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
 _T = TypeVar("_T")
 
 
-class Store(OutboundStore, InboundStore, ImapStore):
+class Store(OutboundStore, RateStore, InboundStore, ImapStore):
     """The bridge's durable state. Create with :meth:`open`; close with :meth:`close`.
 
     The public methods are defined by the mixins: :class:`OutboundStore`

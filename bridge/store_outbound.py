@@ -1,4 +1,4 @@
-"""Outbound SQL of the store: messages, the ``jobs`` queue and rate-limit events.
+"""Outbound SQL of the store: messages and the ``jobs`` queue.
 
 A mixin of :class:`bridge.store.Store`; every method runs its SQL on the
 store's thread through :class:`bridge.store_schema.StoreBase`. See
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -27,10 +26,10 @@ from bridge.jobs import (
     MessageSource,
     NewJob,
     RateLimitCheck,
-    RateLimited,
     RecoveryReport,
     Unchanged,
 )
+from bridge.store_rates import add_events, check_limits
 from bridge.store_schema import Connection, StoreBase
 
 
@@ -81,13 +80,13 @@ class OutboundStore(StoreBase):
             if not fresh:  # then every entry of found has its existing job id
                 dups = tuple(DuplicateRecipient(r, i) for r, i in found if i is not None)
                 return AcceptResult(None, (), dups)
-            _check_limits(conn, rate_limits, len(fresh), now)
+            check_limits(conn, rate_limits, len(fresh), now)
             message_id = _insert_message(
                 conn, raw, source, mail_from, from_header, message_id_header, now, message_trace
             )
             job_ids = {key: _insert_job(conn, message_id, rcpt, now) for key, rcpt in fresh.items()}
             for event_key in dict.fromkeys(check.key for check in rate_limits):
-                _add_events(conn, event_key, now, len(fresh))
+                add_events(conn, event_key, now, len(fresh))
             created = tuple(
                 schema.job(row)
                 for row in conn.execute(
@@ -305,17 +304,6 @@ class OutboundStore(StoreBase):
 
         return await self._read(run)
 
-    # -- rate limits ----------------------------------------------------------------
-
-    async def count_recent(self, key: str, since: float) -> int:
-        """Events recorded under ``key`` at or after ``since``."""
-        return await self._read(lambda conn: _count_events(conn, key, since)[0])
-
-    async def record_event(self, key: str, at: float, n: int = 1) -> None:
-        """Record ``n`` events under ``key`` at time ``at`` (durably)."""
-
-        await self._write(lambda conn: _add_events(conn, key, at, n))
-
 
 def _dump(value: Mapping[str, Any] | Unchanged | None) -> str | Unchanged | None:
     if value is None or value is UNCHANGED:
@@ -338,38 +326,6 @@ def _find_duplicate(
 
 
 _BLOB_SLICE = 1024 * 1024
-
-#: Rate events are counted per (key, minute): see schema version 3.
-_BUCKET_SECONDS = 60.0
-
-
-def _bucket(at: float) -> float:
-    return math.floor(at / _BUCKET_SECONDS) * _BUCKET_SECONDS
-
-
-def _add_events(conn: Connection, key: str, at: float, n: int) -> None:
-    conn.execute(
-        "INSERT INTO rate_events (key, at, n) VALUES (?, ?, ?)"
-        " ON CONFLICT (key, at) DO UPDATE SET n = n + excluded.n",
-        (key, _bucket(at), n),
-    )
-
-
-def _count_events(conn: Connection, key: str, since: float) -> tuple[int, float | None]:
-    row = conn.execute(
-        "SELECT coalesce(sum(n), 0) AS total, min(at) AS oldest FROM rate_events"
-        " WHERE key = ? AND at >= ?",
-        (key, _bucket(since)),
-    ).fetchone()
-    return int(row["total"]), row["oldest"]
-
-
-def _check_limits(conn: Connection, checks: Sequence[RateLimitCheck], n: int, now: float) -> None:
-    for check in checks:
-        current, oldest = _count_events(conn, check.key, now - check.window_seconds)
-        if current + n > check.max:
-            wait = check.window_seconds if oldest is None else oldest + check.window_seconds - now
-            raise RateLimited(check, current=current, retry_after=max(1.0, wait))
 
 
 def _insert_message(
