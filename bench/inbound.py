@@ -30,9 +30,7 @@ import argparse
 import asyncio
 import base64
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,57 +38,28 @@ import time
 from pathlib import Path
 
 import httpx
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bridge.config import parse_config  # noqa: E402
-from bridge.inbound import InboundSettings, InboundWorker  # noqa: E402
-from bridge.interfax import InterfaxClient  # noqa: E402
-from bridge.mailbuild import MailAddress  # noqa: E402
-from bridge.mailer import Mailer, RelaySettings  # noqa: E402
-from bridge.render import TemplateRenderer  # noqa: E402
-from bridge.store import Store  # noqa: E402
-from bridge.workers import AuthGate  # noqa: E402
-
-USER, PASSWORD = "bench", "bench-secret"
-NUMBER = "+12125550100"
-PDF = (
-    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
-    b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
-    b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]>>endobj\n"
-    b"trailer<</Root 1 0 R>>\n%%EOF\n"
+from benchkit import (  # also puts the repository on sys.path
+    NUMBER,
+    PASSWORD,
+    PDF,
+    ROOT,
+    USER,
+    cpu_seconds,
+    free_port,
+    wait_listening,
 )
+
+from bridge.config import parse_config
+from bridge.inbound import InboundSettings, InboundWorker
+from bridge.interfax import InterfaxClient
+from bridge.mailbuild import MailAddress
+from bridge.mailer import Mailer, RelaySettings
+from bridge.render import TemplateRenderer
+from bridge.store import Store
+from bridge.workers import AuthGate
+
 CALLS_PER_FAX = 2  # GET /inbound/faxes/{id}/image, POST /inbound/faxes/{id}/mark
 PAGE_SIZE = 25
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{what} exited early")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"{what} did not listen on {port} within 30 s")
-
-
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the sink process -------------------------------------------------------------------
@@ -330,7 +299,7 @@ def main() -> None:
     if args.serve_sink:
         serve_sink(args.serve_sink)
         return
-    sandbox_port, sink_port = _free_port(), _free_port()
+    sandbox_port, sink_port = free_port(), free_port()
     command = [sys.executable, "-m", "bridge", "sandbox", "--listen", f"127.0.0.1:{sandbox_port}"]
     sandbox = subprocess.Popen(
         [*command, "--username", USER, "--password", PASSWORD],
@@ -342,11 +311,11 @@ def main() -> None:
         [sys.executable, __file__, "--serve-sink", str(sink_port)], stdout=subprocess.PIPE
     )
     try:
-        _wait_listening(sandbox_port, sandbox, "sandbox")
-        _wait_listening(sink_port, sink, "sink")
+        wait_listening(sandbox_port, sandbox, "sandbox")
+        wait_listening(sink_port, sink, "sink")
         asyncio.run(_bench(args, f"http://127.0.0.1:{sandbox_port}", sink_port))
     finally:
-        sandbox_cpu, sink_cpu = _cpu_seconds(sandbox.pid), _cpu_seconds(sink.pid)
+        sandbox_cpu, sink_cpu = cpu_seconds(sandbox.pid), cpu_seconds(sink.pid)
         sandbox.terminate()
         sink.terminate()
         sandbox.wait(30)

@@ -43,12 +43,16 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchkit import (  # also puts the repository on sys.path
+    PASSWORD,
+    ROOT,
+    USER,
+    cpu_seconds,
+    free_port,
+)
 
 SENDER = "bench@clinic.example.org"
 RECIPIENT = "+12125550100@fax.local"
-USER, PASSWORD = "bench", "bench-secret"
 MIB = 1024 * 1024
 
 
@@ -259,11 +263,6 @@ async def bridge(
     return result
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _thread_cpu() -> dict[str, float]:
     """CPU seconds of each thread of this process, by thread name (Linux)."""
     import threading
@@ -286,7 +285,7 @@ async def measured(
     run: Callable[[], Any], profile: cProfile.Profile | None = None
 ) -> dict[str, Any]:
     """Run the load and add the server process's CPU use (total and by thread)."""
-    before, threads_before = _cpu_seconds(os.getpid()), _thread_cpu()
+    before, threads_before = cpu_seconds(os.getpid()), _thread_cpu()
     if profile is not None:
         profile.enable()
     try:
@@ -297,7 +296,7 @@ async def measured(
     threads = {
         name: seconds - threads_before.get(name, 0.0) for name, seconds in _thread_cpu().items()
     }
-    result["server_cpu"] = _cpu_seconds(os.getpid()) - before
+    result["server_cpu"] = cpu_seconds(os.getpid()) - before
     result["threads_cpu"] = {k: round(v, 2) for k, v in threads.items() if v >= 0.05}
     return result
 
@@ -411,17 +410,10 @@ async def peak_rss(args: argparse.Namespace, work: Path, sandbox_port: int) -> d
 # -- the run ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def sandbox_process(work: Path) -> Any:
     """``python -m bridge sandbox`` in its own process; faxes stay in progress."""
-    port = _free_port()
+    port = free_port()
     log = work / "sandbox.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

@@ -29,7 +29,6 @@ import asyncio
 import json
 import os
 import resource
-import socket
 import ssl
 import subprocess
 import sys
@@ -40,29 +39,21 @@ import urllib.request
 from pathlib import Path
 
 import trustme
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bridge.faxmodels import FaxDocument, SendOptions  # noqa: E402
-from bridge.interfax import InterfaxClient  # noqa: E402
-
-USER, PASSWORD = "bench", "bench-secret"
-NUMBER = "+12125550100"
-PDF = (
-    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
-    b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
-    b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]>>endobj\n"
-    b"trailer<</Root 1 0 R>>\n%%EOF\n"
+from benchkit import (  # also puts the repository on sys.path
+    NUMBER,
+    PASSWORD,
+    PDF,
+    ROOT,
+    USER,
+    cpu_seconds,
+    free_port,
+    wait_listening,
 )
+
+from bridge.faxmodels import FaxDocument, SendOptions
+from bridge.interfax import InterfaxClient
+
 UPLOAD_SIZE = 20_000_000  # "20 MB"; InterFAX caps documents at 20 MB (§10)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _control(base_url: str, ctx: ssl.SSLContext, path: str, payload: object) -> object:
@@ -75,19 +66,6 @@ def _control(base_url: str, ctx: ssl.SSLContext, path: str, payload: object) -> 
     with urllib.request.urlopen(request, context=ctx, timeout=10) as reply:
         body = reply.read()
     return json.loads(body) if body.strip() else None
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"sandbox exited early:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"sandbox did not listen on {port} within 30 s:\n{log.read_text()}")
 
 
 async def _ours(base_url: str, ca: Path, count: int, concurrency: int) -> tuple[float, int]:
@@ -107,15 +85,6 @@ async def _ours(base_url: str, ca: Path, count: int, concurrency: int) -> tuple[
         ids = await asyncio.gather(*(one(i) for i in range(count)))
         elapsed = time.perf_counter() - start
     return elapsed, len(set(ids))
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (Linux), to show which side was busy."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _official(port: int, ca: Path, pdf_path: Path, count: int) -> tuple[float, int]:
@@ -253,7 +222,7 @@ def main() -> None:
             blob.write_to_path(str(chain), append=i > 0)
         pdf_path = tmpdir / "bench.pdf"
         pdf_path.write_bytes(PDF)
-        port = _free_port()
+        port = free_port()
         base_url = f"https://127.0.0.1:{port}"
         log = tmpdir / "sandbox.log"
         with log.open("wb") as sink:
@@ -264,13 +233,13 @@ def main() -> None:
                 cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
             )  # fmt: skip
         try:
-            _wait_listening(port, proc, log)
+            wait_listening(port, proc, "sandbox", log)
             ctx = ssl.create_default_context(cafile=str(ca))
             _control(base_url, ctx, "/_sandbox/faults", {"latency_ms": args.latency_ms})
             n, c, latency = args.count, args.concurrency, args.latency_ms / 1000
-            server0, client0 = _cpu_seconds(proc.pid), time.process_time()
+            server0, client0 = cpu_seconds(proc.pid), time.process_time()
             ours, ours_ids = asyncio.run(_ours(base_url, ca, n, c))
-            server1, client1 = _cpu_seconds(proc.pid), time.process_time()
+            server1, client1 = cpu_seconds(proc.pid), time.process_time()
             theirs, their_ids = _in_thread(port, ca, pdf_path, n)
             bound = n * latency / c
             print(f"faxes: {n}, added latency: {args.latency_ms} ms, our concurrency: {c}")
