@@ -272,15 +272,7 @@ class Submitter:
         else:
             log.info("%s: submitted as fax %d", job.label, fax_id)
             metrics.FAXES.inc(event="submitted")
-            await self._store.transition(
-                job.id,
-                expect=JobState.SUBMITTING,
-                to=JobState.SUBMITTED,
-                now=self._clock(),
-                fax_id=fax_id,
-                last_error=None,
-                result=notes,
-            )
+            await self._submitted(job, fax_id, notes)
 
     async def _reconcile(self, job: Job) -> None:
         now = self._clock()
@@ -334,15 +326,7 @@ class Submitter:
     async def _adopt(self, job: Job, fax_ids: list[int]) -> None:
         keep, *extra = fax_ids
         log.info("%s: reconciled, fax %d exists", job.label, keep)
-        await self._store.transition(
-            job.id,
-            expect=JobState.SUBMITTING,
-            to=JobState.SUBMITTED,
-            now=self._clock(),
-            fax_id=keep,
-            last_error=None,
-            result=await self._notes(job),
-        )
+        await self._submitted(job, keep, await self._notes(job))
         for duplicate in extra:
             log.error(
                 "%s: InterFAX holds %d faxes with reference %s; cancelling duplicate %d",
@@ -355,6 +339,17 @@ class Submitter:
                 await self._client.cancel(duplicate)
             except Exception as exc:
                 log.error("could not cancel duplicate fax %d: %s", duplicate, exc)
+
+    async def _submitted(self, job: Job, fax_id: int, notes: Mapping[str, Any]) -> None:
+        await self._store.transition(
+            job.id,
+            expect=JobState.SUBMITTING,
+            to=JobState.SUBMITTED,
+            now=self._clock(),
+            fax_id=fax_id,
+            last_error=None,
+            result=notes,
+        )
 
     async def _back_to(self, job: Job, state: JobState, at: float, error: str | None) -> None:
         # Back in the queue the job is no longer in doubt (a search found no fax, or no

@@ -18,6 +18,7 @@ import yaml
 
 from bridge.store import DB_FILENAME
 from tests.bridge_harness import ALICE, RunningBridge, bridge_yaml, load, running_bridge
+from tests.smtp_probe import SmtpProbe
 
 #: A valid US number that the default policy (allowed_countries [US]) accepts.
 FAX = "+12025550100@fax.local"
@@ -151,3 +152,13 @@ def assert_clean_refusal(text: str) -> None:
     """Our own failures never show internals on the wire."""
     for leak in ("Errno", "Traceback", "Error:", "sqlite", "/", "Exception", "No space"):
         assert leak not in text, f"{leak!r} leaked into the reply {text!r}"
+
+
+@asynccontextmanager
+async def ready_for_data(bridge: RunningBridge) -> AsyncIterator[SmtpProbe]:
+    """A session of an allowed sender with one accepted recipient, ready for DATA."""
+    async with await SmtpProbe.open(bridge.smtp_port) as probe:
+        await probe.ehlo()
+        assert (await probe.mail(ALICE)).code == 250
+        assert (await probe.rcpt(FAX)).code == 250
+        yield probe

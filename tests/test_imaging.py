@@ -5,24 +5,10 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image
 from pypdf import PdfReader
 
 from bridge.imaging import ImageError, as_pdf, pdf_pages, tiff_pages, tiff_to_pdf
-
-
-def g4_tiff(pages: int) -> bytes:
-    frames = [Image.new("1", (1728, 200 + 10 * i), color=1) for i in range(pages)]
-    out = io.BytesIO()
-    frames[0].save(
-        out,
-        format="TIFF",
-        compression="group4",
-        save_all=True,
-        append_images=frames[1:],
-        dpi=(204, 196),
-    )
-    return out.getvalue()
+from tests.inbound_helpers import g4_tiff
 
 
 @pytest.mark.parametrize("pages", [1, 3, 12])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.bridge_harness import ALICE, RunningBridge
-from tests.smtp_kit import FAX, bridge_with, mail, on_disk
+from tests.smtp_kit import FAX, bridge_with, mail, on_disk, ready_for_data
 from tests.smtp_probe import SmtpProbe
 
 
@@ -20,10 +20,7 @@ async def bridge(tmp_path: Path) -> AsyncIterator[RunningBridge]:
 
 @pytest.fixture
 async def session(bridge: RunningBridge) -> AsyncIterator[SmtpProbe]:
-    async with await SmtpProbe.open(bridge.smtp_port) as probe:
-        await probe.ehlo()
-        assert (await probe.mail(ALICE)).code == 250
-        assert (await probe.rcpt(FAX)).code == 250
+    async with ready_for_data(bridge) as probe:
         yield probe
 
 

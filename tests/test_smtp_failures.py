@@ -17,7 +17,15 @@ import pytest
 
 from bridge.store import DB_FILENAME
 from tests.bridge_harness import ALICE, RunningBridge
-from tests.smtp_kit import FAX, OnDisk, assert_clean_refusal, bridge_with, mail, on_disk
+from tests.smtp_kit import (
+    FAX,
+    OnDisk,
+    assert_clean_refusal,
+    bridge_with,
+    mail,
+    on_disk,
+    ready_for_data,
+)
 from tests.smtp_probe import SmtpProbe
 
 TRY_LATER = "451 4.3.0 Temporary local problem, please try again later"
@@ -31,11 +39,7 @@ async def bridge(tmp_path: Path) -> AsyncIterator[RunningBridge]:
 
 @pytest.fixture
 async def session(bridge: RunningBridge) -> AsyncIterator[SmtpProbe]:
-    """A session of an allowed sender with one accepted recipient, ready for DATA."""
-    async with await SmtpProbe.open(bridge.smtp_port) as probe:
-        await probe.ehlo()
-        assert (await probe.mail(ALICE)).code == 250
-        assert (await probe.rcpt(FAX)).code == 250
+    async with ready_for_data(bridge) as probe:
         yield probe
 
 
