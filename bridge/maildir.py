@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from bridge.errors import TransientError
+from bridge.fsync import fsync_dir
 
 __all__ = ["MaildirError", "deliver", "ensure_maildir", "unique_name"]
 
@@ -59,21 +60,13 @@ def unique_name(size: int, *, now: float | None = None) -> str:
     return f"{seconds}.M{micros}P{os.getpid()}Q{count}R{rand}.{_hostname()},S={size}"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def ensure_maildir(maildir: Path) -> None:
     """Create ``maildir`` and its ``tmp``, ``new`` and ``cur`` when missing, durably."""
     try:
         created_root = not maildir.is_dir()
         maildir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if created_root:
-            _fsync_dir(maildir.parent)
+            fsync_dir(maildir.parent)
         created = False
         for sub in _SUBDIRS:
             path = maildir / sub
@@ -81,7 +74,7 @@ def ensure_maildir(maildir: Path) -> None:
                 path.mkdir(mode=0o700, exist_ok=True)
                 created = True
         if created:
-            _fsync_dir(maildir)
+            fsync_dir(maildir)
     except OSError as exc:
         raise MaildirError(f"cannot prepare the Maildir {maildir}: {exc}") from exc
 
@@ -106,7 +99,7 @@ def deliver(maildir: Path, message: bytes, *, now: float | None = None) -> Path:
         finally:
             os.close(fd)
         os.rename(temporary, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     except OSError as exc:
         # A stray file in tmp/ is harmless: mail servers clean it up.
         with contextlib.suppress(OSError):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.errors import ConfigError
+from bridge.fsync import fsync_dir
 
 _N, _R, _P = 2**14, 8, 1
 _DKLEN = 32
@@ -182,16 +183,8 @@ def set_password(path: Path, name: str, password: str) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     try:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         raise ConfigError(
             f"{path}: written, but its directory was not synced ({exc.strerror})"
         ) from None
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

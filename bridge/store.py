@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +50,7 @@ from typing import Any, Final, TypeVar
 
 from bridge import store_schema as schema
 from bridge.errors import StoreError
+from bridge.fsync import fsync_dir
 from bridge.jobs import PurgeReport, StoreDiagnostics, StoreVersionError
 from bridge.store_imap import ImapStore
 from bridge.store_inbound import InboundStore
@@ -235,7 +235,7 @@ def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
         created = not path.parent.is_dir()
         path.parent.mkdir(parents=True, exist_ok=True)
         if created:
-            _fsync_dir(path.parent.parent)
+            fsync_dir(path.parent.parent)
     except OSError as exc:
         raise StoreError(f"{path.parent}: cannot create the state directory: {exc}") from exc
     new_file = not path.exists()
@@ -254,7 +254,7 @@ def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
         conn.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
         _migrate(conn, path)
         if new_file:  # SQLite syncs the directory for its journals, not for a new database
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
     except BaseException as exc:
         conn.close()
         if isinstance(exc, sqlite3.Error):
@@ -299,11 +299,3 @@ def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
     kind = "integrity violation" if isinstance(exc, sqlite3.IntegrityError) else "error"
     name = getattr(exc, "sqlite_errorname", type(exc).__name__)
     return StoreError(f"{path}: database {kind}: {exc} ({name})")
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
