@@ -257,3 +257,14 @@ def hollow_modes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 
         monkeypatch.setattr(mailparse, "hollow", everything)
     return str(request.param)
+
+
+@pytest.fixture
+async def h(
+    sandbox: RunningSandbox, sandbox_control: SandboxControl, tmp_path: Path
+) -> AsyncIterator[Any]:
+    """An inbound harness (:mod:`tests.inbound_harness`) on the sandbox, for fax-to-email tests."""
+    from tests.inbound_harness import inbound_harness
+
+    async with inbound_harness(sandbox, sandbox_control, tmp_path) as harness:
+        yield harness

@@ -9,9 +9,8 @@ with exactly one mail per recipient and the fax marked read.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from email import message_from_bytes, policy
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +18,8 @@ import pytest
 from bridge.interfax import InterfaxClient
 from bridge.interfax_models import InboundImage
 from bridge.jobs import InboundState
-from bridge.sandbox.server import RunningSandbox
-from tests.conftest import SandboxControl, minimal_pdf
-from tests.inbound_harness import InboundHarness, inbound_harness
+from tests.conftest import minimal_pdf
+from tests.inbound_harness import InboundHarness
 
 A, B = "a@clinic.example.org", "b@clinic.example.org"
 ROUTE = f'routes:\n  "+12125550100": [{A}, {B}]\n'
@@ -29,14 +27,6 @@ ROUTE = f'routes:\n  "+12125550100": [{A}, {B}]\n'
 
 class Crash(BaseException):
     """The process died here."""
-
-
-@pytest.fixture
-async def h(
-    sandbox: RunningSandbox, sandbox_control: SandboxControl, tmp_path: Path
-) -> AsyncIterator[InboundHarness]:
-    async with inbound_harness(sandbox, sandbox_control, tmp_path) as harness:
-        yield harness
 
 
 def crash_after(target: object, name: str, *, calls: int = 1) -> None:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import mailbox
-from collections.abc import AsyncIterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
 
 from bridge.jobs import DeliveryState, InboundState
-from bridge.sandbox.server import RunningSandbox
 from tests.bridge_harness import eventually
-from tests.conftest import SandboxControl, minimal_pdf
-from tests.inbound_harness import ADMIN, InboundHarness, inbound_harness
+from tests.conftest import minimal_pdf
+from tests.inbound_harness import ADMIN, InboundHarness
 from tests.inbound_helpers import (
     CVE_PAYLOAD,
     attachments_of,
@@ -34,14 +31,6 @@ sender_routes:
   - caller_id: "+12125550123"
     to: [oncall@clinic.example.org]
 """
-
-
-@pytest.fixture
-async def h(
-    sandbox: RunningSandbox, sandbox_control: SandboxControl, tmp_path: Path
-) -> AsyncIterator[InboundHarness]:
-    async with inbound_harness(sandbox, sandbox_control, tmp_path) as harness:
-        yield harness
 
 
 def parsed(data: bytes) -> EmailMessage:

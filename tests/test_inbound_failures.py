@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 from datetime import datetime
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -23,14 +22,6 @@ from tests.inbound_helpers import attachments_of
 A, B = "a@clinic.example.org", "b@clinic.example.org"
 ROUTE = f'routes:\n  "+12125550100": [{A}, {B}]\n'
 UNROUTED = f'routes:\n  "+12125550100": [{A}]\n'
-
-
-@pytest.fixture
-async def h(
-    sandbox: RunningSandbox, sandbox_control: SandboxControl, tmp_path: Path
-) -> AsyncIterator[InboundHarness]:
-    async with inbound_harness(sandbox, sandbox_control, tmp_path) as harness:
-        yield harness
 
 
 def closed_port() -> int:
