@@ -14,7 +14,6 @@ import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 from bridge import maildir
 from bridge.errors import BridgeError
@@ -52,16 +51,6 @@ class Deferred(BridgeError):
         self.delay = delay
 
 
-class Writer(Protocol):
-    """What writing a mail needs to know, read at the moment of writing (reloads)."""
-
-    @property
-    def renderer(self) -> TemplateRenderer: ...
-
-    @property
-    def mail_settings(self) -> InboundMailSettings: ...
-
-
 class MailOutlet:
     """Writes fax mails and hands them to their channel."""
 
@@ -69,6 +58,11 @@ class MailOutlet:
         self._mailer = mailer
         self._imap = imap
         self._imap_missing_delay = imap_missing_delay
+
+    @property
+    def appends_imap(self) -> bool:
+        """Whether ``deliver: imap`` routes can be served (an IMAP mailbox is set up)."""
+        return self._imap is not None
 
     @contextlib.asynccontextmanager
     async def batch(self, concurrency: int) -> AsyncIterator[None]:
@@ -94,7 +88,8 @@ class MailOutlet:
         delivery: InboundDelivery,
         presentation: Presentation,
         images: LazyImages | None,
-        writer: Writer,
+        settings: InboundMailSettings,
+        renderer: TemplateRenderer,
         *notes: str,
     ) -> tuple[str, bytes]:
         """The mail's Message-ID and its bytes as ``delivery``'s channel takes them.
@@ -103,7 +98,6 @@ class MailOutlet:
         for about as long while the event loop waits for it, plus the hop. A TIFF to
         convert or a large image goes to a worker thread.
         """
-        settings, renderer = writer.mail_settings, writer.renderer
 
         def write() -> tuple[str, bytes]:
             return fax_mail_bytes(

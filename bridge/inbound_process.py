@@ -9,9 +9,10 @@ recorded--> ``DELIVERED`` --mark read at InterFAX--> ``MARKED_READ``; no route a
 Each arrow is one store transaction, taken only after the side effect it records
 succeeded, so a crash anywhere repeats at most the step in hand: a download (harmless), a
 mark-read (harmless), or one recipient's mail whose 250 arrived just before the crash (the
-same deterministic Message-ID lets the mailbox side recognise it). Only the deliveries
-wait for fsync: losing the other records in a power cut repeats harmless work. Deliveries are per
-recipient: a partial failure retries only the recipients still pending.
+same deterministic Message-ID lets the mailbox side recognise it). The records that guard
+against a second mail (the deliveries) wait for fsync; losing the listing, download or
+mark-read records in a power cut only repeats harmless work. Deliveries are per recipient:
+a partial failure retries only the recipients still pending.
 
 Failures never loop hot: the fax gets ``next_attempt_at`` from :class:`Backoff` and the
 poller only takes it up again when it is due. A 401 from InterFAX pauses the shared
@@ -29,7 +30,7 @@ from datetime import UTC, datetime
 
 from bridge import metrics
 from bridge.errors import AuthError, BridgeError, PermanentError, TransientError
-from bridge.inbound_mail import FaxFacts, InboundMailSettings, build_admin_notice, facts_of
+from bridge.inbound_mail import FaxFacts, build_admin_notice, facts_of
 from bridge.inbound_outlet import Deferred, ImapAppend, LazyImages, MailOutlet
 from bridge.inbound_settings import InboundSettings
 from bridge.interfax import InterfaxClient
@@ -79,17 +80,11 @@ class FaxProcessor:
         self._gate = gate
         self._backoff = backoff
         self._counters = counters
-        self._imap_missing = imap is None
         self._clock = clock
 
     def batch(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Reuse relay connections for the faxes processed inside (one inbound poll)."""
         return self._outlet.batch(self.settings.concurrency)
-
-    @property
-    def mail_settings(self) -> InboundMailSettings:
-        """How mails are written, under the current configuration."""
-        return self.settings.mail
 
     def route(self, fax: InboundFax) -> Decision | None:
         """The route of ``fax`` under the current configuration."""
@@ -150,7 +145,7 @@ class FaxProcessor:
             presentation = Presentation()
         else:
             imap = any(t.channel is DeliveryChannel.IMAP for t in decision.targets)
-            if imap and self._imap_missing:
+            if imap and not self._outlet.appends_imap:
                 log.error(
                     "fax %d: its route says deliver: imap, but no IMAP delivery is set up; "
                     "the fax stays unread at InterFAX",
@@ -219,7 +214,9 @@ class FaxProcessor:
         images: LazyImages | None,
     ) -> InboundFax | str | None:
         """Deliver to one recipient: the fax row after recording it, or the error text."""
-        message_id, data = await self._outlet.wired(facts, delivery, presentation, images, self)
+        message_id, data = await self._outlet.wired(
+            facts, delivery, presentation, images, self.settings.mail, self.renderer
+        )
         try:
             try:
                 await self._outlet.send(delivery, data, facts, self.settings.mail)
@@ -236,7 +233,7 @@ class FaxProcessor:
                     f"web portal (message {facts.message_id}) while InterFAX keeps it."
                 )
                 message_id, data = await self._outlet.wired(
-                    facts, delivery, presentation, None, self, note
+                    facts, delivery, presentation, None, self.settings.mail, self.renderer, note
                 )
                 await self._outlet.send(delivery, data, facts, self.settings.mail)
                 self._count("too_large")
