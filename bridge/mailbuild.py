@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy as email_policy
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
+from email.policy import compat32
 from email.utils import format_datetime
 
 from bridge.errors import PermanentError
@@ -131,15 +132,23 @@ def build_mail(
 def verify_header_names(msg: Message, data: bytes) -> None:
     """Re-parse ``data`` (``msg`` serialised) and check no header appeared or vanished.
 
-    Only the top-level header block is re-parsed (the names compared are the top-level
-    ones): a CR or LF smuggled into a value shows up there as an extra header line, or as
-    an early end of the block that makes headers vanish. Parsing the MIME parts as well
-    would cost several times more and check nothing further.
+    See :func:`verify_header_block`; the names expected are ``msg``'s top-level ones.
     """
-    expected = sorted(name.lower() for name in msg)
+    verify_header_block(list(msg.keys()), data)
+
+
+def verify_header_block(names: Iterable[str], data: bytes) -> None:
+    """Re-parse the top-level header block of ``data``: exactly ``names``, or PermanentError.
+
+    A CR or LF smuggled into a value shows up there as an extra header line, or as an
+    early end of the block that makes headers vanish. Parsing the MIME parts as well
+    would cost several times more and check nothing further. The parse keeps values as
+    text (``compat32``): which names the block holds does not depend on the policy.
+    """
+    expected = sorted(name.lower() for name in names)
     ends = [i for i in (data.find(b"\n\n"), data.find(b"\n\r\n")) if i >= 0]
     block = data[: min(ends) + 1] if ends else data
-    reparsed = BytesHeaderParser(policy=email_policy.default).parsebytes(block)
+    reparsed = BytesHeaderParser(policy=compat32).parsebytes(block)
     actual = sorted(name.lower() for name in reparsed)
     if actual != expected:
         raise PermanentError(

@@ -112,3 +112,16 @@ def test_unusable_input_is_refused_like_build_mail(change: dict[str, Any], error
         mail_bytes_fast(**{**BASE, **change})
     with pytest.raises(PermanentError, match=error):
         build_mail(**{**BASE, **change})
+
+
+def test_a_line_break_in_any_header_value_is_refused_before_it_is_written() -> None:
+    # auto_submitted is ours, never cleaned: the writer itself must stop the break.
+    with pytest.raises(PermanentError, match="line break in the Auto-Submitted header"):
+        mail_bytes_fast(**{**BASE, "auto_submitted": "auto-generated\r\nBcc: victim@x.org"})
+
+
+def test_every_mail_gets_its_own_boundaries() -> None:
+    first, second = (parsed(mail_bytes_fast(**BASE)) for _ in range(2))
+    assert first.get_boundary() != second.get_boundary()
+    inner = [part.get_boundary() for part in first.walk() if part.is_multipart()]
+    assert len(set(inner)) == len(inner) == 2
