@@ -271,13 +271,16 @@ class InboundWorker:
         )
 
     async def _one(self, message_id: int, report: PollReport, stop: asyncio.Event | None) -> None:
-        async with self._semaphore:
+        async with _Place(self._semaphore) as place:
             if (stop is not None and stop.is_set()) or self._gate.paused:
                 return
             try:
                 # Fresh from the ledger: the snapshot that scheduled it may be stale.
-                before = await self._store.inbound_get(message_id)
-                after = await self._processor.process(before) if before is not None else None
+                work = await self._store.inbound_work(message_id)
+                before = None if work is None else work[0]
+                after = None
+                if work is not None:
+                    after = await self._processor.process(*work, release=place.release)
             except Exception:  # the store failing under us: the fax stays where it was
                 log.exception("fax %d: could not be processed", message_id)
                 return
@@ -291,3 +294,30 @@ class InboundWorker:
             report.delivered += 1
         if before.state is not after.state is InboundState.MARKED_READ:
             report.marked_read += 1
+
+
+class _Place:
+    """One of the ``inbound.concurrency`` places of faxes in hand, given back once.
+
+    A fax gives its place back as soon as it is done with InterFAX and the relay
+    (:meth:`FaxProcessor.process` calls :meth:`release`): its last ledger write needs
+    none, and the next fax starts meanwhile.
+    """
+
+    def __init__(self, semaphore: asyncio.Semaphore) -> None:
+        self._semaphore = semaphore
+        self._held = False
+
+    async def __aenter__(self) -> _Place:
+        await self._semaphore.acquire()
+        self._held = True
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Give the place back (the second and later calls do nothing)."""
+        if self._held:
+            self._held = False
+            self._semaphore.release()

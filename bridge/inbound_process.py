@@ -2,17 +2,20 @@
 
 :class:`FaxProcessor` takes a fax in the inbound ledger and moves it as far as it can:
 
-``SEEN`` --route, download, store the image--> ``DOWNLOADED`` --each recipient's delivery
-recorded--> ``DELIVERED`` --mark read at InterFAX--> ``MARKED_READ``; no route at all:
-``UNROUTED`` (the fax stays unread, the admin is told once).
+``SEEN`` --route, download, first delivery recorded with the recipients and the
+image--> ``DOWNLOADED`` --the last recipient's delivery recorded--> ``DELIVERED`` --mark
+read at InterFAX--> ``MARKED_READ``; no route at all: ``UNROUTED`` (the fax stays
+unread, the admin is told once). A fax whose recipients all take the mail at the first
+try goes from SEEN to DELIVERED in one step per recipient.
 
 Each arrow is one store transaction, taken only after the side effect it records
 succeeded, so a crash anywhere repeats at most the step in hand: a download (harmless), a
 mark-read (harmless), or one recipient's mail whose 250 arrived just before the crash (the
 same deterministic Message-ID lets the mailbox side recognise it). The records that guard
-against a second mail (the deliveries) wait for fsync; losing the listing, download or
-mark-read records in a power cut only repeats harmless work. Deliveries are per recipient:
-a partial failure retries only the recipients still pending.
+against a second mail (the deliveries) wait for fsync; losing the listing or mark-read
+records in a power cut only repeats harmless work. Deliveries are per recipient: a
+partial failure retries only the recipients still pending, from the image the first
+record kept.
 
 Failures never loop hot: the fax gets ``next_attempt_at`` from :class:`Backoff` and the
 poller only takes it up again when it is due. A 401 from InterFAX pauses the shared
@@ -25,7 +28,8 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bridge import metrics
@@ -104,17 +108,28 @@ class FaxProcessor:
         self._counters[event] += 1
         metrics.INBOUND.inc(event=event)
 
-    async def process(self, fax: InboundFax) -> InboundFax | None:
-        """Take ``fax`` as far as possible now; its ledger row afterwards (None if gone)."""
+    async def process(
+        self,
+        fax: InboundFax,
+        deliveries: Sequence[InboundDelivery],
+        *,
+        release: Callable[[], None] = lambda: None,
+    ) -> InboundFax | None:
+        """Take ``fax`` as far as possible now; its ledger row afterwards (None if gone).
+
+        ``deliveries`` are the fax's deliveries in the ledger, read with it. ``release``
+        is called once the fax is done with InterFAX and the relay, before its last
+        ledger write, so the poller can start the next fax meanwhile.
+        """
         try:
             current = fax
             if current.state in (InboundState.SEEN, InboundState.DOWNLOADED):
-                delivered = await self._deliver(current)
+                delivered = await self._deliver(current, deliveries)
                 if delivered is None:
                     return await self._store.inbound_get(fax.message_id)
                 current = delivered
             if current.state is InboundState.DELIVERED:
-                return await self._finish(current)
+                return await self._finish(current, release)
             return current
         except Deferred as exc:
             log.info("fax %d: %s", fax.message_id, exc)
@@ -132,13 +147,15 @@ class FaxProcessor:
 
     # -- delivery ---------------------------------------------------------------------
 
-    async def _deliver(self, fax: InboundFax) -> InboundFax | None:
+    async def _deliver(
+        self, fax: InboundFax, recorded: Sequence[InboundDelivery]
+    ) -> InboundFax | None:
         decision = self.route(fax)
-        source: tuple[bytes, str] | None = None
+        deliveries = list(recorded)
+        keep = _Keep()
         if decision is None:
             # No route now; recipients recorded earlier (under an older configuration)
             # were promised the fax and still get it.
-            deliveries = await self._store.inbound_deliveries(fax.message_id)
             if not deliveries:
                 await self._unrouted(fax)
                 return None
@@ -152,18 +169,17 @@ class FaxProcessor:
                     fax.message_id,
                 )
                 raise Deferred("deliver: imap is not available", delay=self._backoff.cap)
-            wanted = [InboundRecipient(t.recipient, t.channel) for t in decision.targets]
+            known = {d.recipient for d in deliveries}
+            new = [
+                InboundRecipient(t.recipient, t.channel)
+                for t in decision.targets
+                if t.recipient not in known
+            ]
+            # Promised from the first delivery record on, which keeps them with it.
+            keep = _Keep(recipients=new)
+            deliveries += [_pending(fax.message_id, r) for r in new]
+            deliveries.sort(key=lambda d: d.recipient)
             presentation = decision.presentation
-            if presentation.attach and fax.state is InboundState.SEEN:
-                # Download first, then keep the image and the recipients in one
-                # transaction, committed before any delivery starts (it needs the rows).
-                image = await self._client.inbound_image(fax.message_id)
-                source = image.data, image.content_type
-                _, deliveries = await self._store.inbound_store_download(
-                    fax.message_id, image.data, image.content_type, wanted, now=self._clock()
-                )
-            else:
-                deliveries = await self._store.inbound_set_recipients(fax.message_id, wanted)
         todo = [d for d in deliveries if d.state is not DeliveryState.DELIVERED]
         if not todo:
             # Everyone has it (a repeated "done" is harmless and promotes the fax).
@@ -174,13 +190,18 @@ class FaxProcessor:
         facts = self.facts(fax)
         images = None
         if presentation.attach:
+            source = await self._stored_image(fax)
             if source is None:
-                source = await self._stored_image(fax)
+                downloaded = await self._client.inbound_image(fax.message_id)
+                source = downloaded.data, downloaded.content_type
+                if fax.state is InboundState.SEEN:
+                    keep = _Keep(keep.recipients, source)
             images = LazyImages(source, presentation, facts, self.settings.mail.filename_template)
         result: InboundFax | None = None
         failed: list[str] = []
         for delivery in todo:
-            outcome = await self._deliver_one(facts, delivery, presentation, images)
+            outcome = await self._deliver_one(facts, delivery, presentation, images, keep)
+            keep = _Keep()  # the first record (delivered or failed) kept it
             if isinstance(outcome, str):
                 failed.append(outcome)
             elif outcome is not None:
@@ -192,19 +213,11 @@ class FaxProcessor:
             log.info("fax %d: delivered to %d recipient(s)", fax.message_id, len(deliveries))
         return result
 
-    async def _stored_image(self, fax: InboundFax) -> tuple[bytes, str]:
-        """The image the ledger kept, else a fresh download (kept when the fax is SEEN)."""
-        stored = None
-        if fax.state is InboundState.DOWNLOADED:
-            stored = await self._store.inbound_image(fax.message_id)
-        if stored is None:
-            image = await self._client.inbound_image(fax.message_id)
-            stored = image.data, image.content_type
-            if fax.state is InboundState.SEEN:
-                await self._store.inbound_store_image(
-                    fax.message_id, image.data, image.content_type, now=self._clock()
-                )
-        return stored
+    async def _stored_image(self, fax: InboundFax) -> tuple[bytes, str] | None:
+        """The image the ledger kept (None when it has none, or retention removed it)."""
+        if fax.state is not InboundState.DOWNLOADED:
+            return None
+        return await self._store.inbound_image(fax.message_id)
 
     async def _deliver_one(
         self,
@@ -212,8 +225,10 @@ class FaxProcessor:
         delivery: InboundDelivery,
         presentation: Presentation,
         images: LazyImages | None,
+        keep: _Keep,
     ) -> InboundFax | str | None:
-        """Deliver to one recipient: the fax row after recording it, or the error text."""
+        """Deliver to one recipient: the fax row after recording it (with ``keep``), or
+        the error text."""
         message_id, data = await self._outlet.wired(
             facts, delivery, presentation, images, self.settings.mail, self.renderer
         )
@@ -238,13 +253,20 @@ class FaxProcessor:
                 await self._outlet.send(delivery, data, facts, self.settings.mail)
                 self._count("too_large")
         except (TransientError, PermanentError, AuthError) as exc:
-            return await self._failed(facts, delivery, exc)
+            return await self._failed(facts, delivery, exc, keep)
         self._count("mails_delivered")
         return await self._store.inbound_delivery_done(
-            facts.message_id, delivery.recipient, message_id, now=self._clock()
+            facts.message_id,
+            delivery.recipient,
+            message_id,
+            now=self._clock(),
+            recipients=keep.recipients,
+            image=keep.image,
         )
 
-    async def _failed(self, facts: FaxFacts, delivery: InboundDelivery, exc: BridgeError) -> str:
+    async def _failed(
+        self, facts: FaxFacts, delivery: InboundDelivery, exc: BridgeError, keep: _Keep
+    ) -> str:
         permanent = isinstance(exc, PermanentError)
         if isinstance(exc, AuthError):
             where = "the IMAP server" if delivery.channel is DeliveryChannel.IMAP else "the relay"
@@ -257,7 +279,13 @@ class FaxProcessor:
         log.warning("fax %d: delivery to %s failed: %s", facts.message_id, delivery.recipient, exc)
         self._count("delivery_failures")
         await self._store.inbound_delivery_failed(
-            facts.message_id, delivery.recipient, str(exc), permanent=permanent
+            facts.message_id,
+            delivery.recipient,
+            str(exc),
+            now=self._clock(),
+            permanent=permanent,
+            recipients=keep.recipients,
+            image=keep.image,
         )
         return f"{delivery.recipient}: {exc}"
 
@@ -313,9 +341,10 @@ class FaxProcessor:
 
     # -- marking, scheduling ------------------------------------------------------------
 
-    async def _finish(self, fax: InboundFax) -> InboundFax | None:
+    async def _finish(self, fax: InboundFax, release: Callable[[], None]) -> InboundFax | None:
         now = self._clock()
         if not self.settings.mark_read:
+            release()
             # Left unread on purpose; the ledger remembers it was delivered.
             return await self._store.inbound_transition(
                 fax.message_id,
@@ -331,6 +360,7 @@ class FaxProcessor:
         except InterfaxNotFoundError as exc:
             log.warning("fax %d: InterFAX no longer has it, nothing to mark", fax.message_id)
             error = f"not marked read: {exc}"
+        release()
         # Not waiting for fsync: should a power cut undo this, the fax is DELIVERED
         # again, and marking it read once more is harmless.
         marked = await self._store.inbound_transition(
@@ -375,3 +405,25 @@ class FaxProcessor:
             )
         except BridgeError as exc:
             log.error("fax %d: could not record the failure (%s): %s", message_id, error, exc)
+
+
+@dataclass(frozen=True, slots=True)
+class _Keep:
+    """What a fax's first delivery record keeps with it: new recipients, a fresh image."""
+
+    recipients: Sequence[InboundRecipient] = ()
+    image: tuple[bytes, str] | None = None
+
+
+def _pending(message_id: int, recipient: InboundRecipient) -> InboundDelivery:
+    """A delivery not recorded yet, as the ledger will hold it."""
+    return InboundDelivery(
+        message_id=message_id,
+        recipient=recipient.recipient,
+        channel=recipient.channel,
+        state=DeliveryState.PENDING,
+        smtp_message_id=None,
+        delivered_at=None,
+        attempts=0,
+        last_error=None,
+    )

@@ -74,50 +74,6 @@ class InboundStore(StoreBase):
 
         return await self._write(run, durable=False)
 
-    async def inbound_store_image(
-        self, message_id: int, data: bytes, content_type: str, *, now: float
-    ) -> InboundFax | None:
-        """Keep the downloaded image and move SEEN -> DOWNLOADED (None if not SEEN)."""
-
-        def run(conn: Connection) -> InboundFax | None:
-            cur = conn.execute(
-                "UPDATE inbound_faxes SET image = ?, image_type = ?, state = ?, updated_at = ?"
-                " WHERE message_id = ? AND state = ?",
-                (data, content_type, InboundState.DOWNLOADED, now, message_id, InboundState.SEEN),
-            )
-            return _inbound(conn, message_id) if cur.rowcount else None
-
-        return await self._write(run)
-
-    async def inbound_store_download(
-        self,
-        message_id: int,
-        data: bytes,
-        content_type: str,
-        recipients: Sequence[InboundRecipient],
-        *,
-        now: float,
-    ) -> tuple[InboundFax | None, list[InboundDelivery]]:
-        """:meth:`inbound_store_image` and :meth:`inbound_set_recipients` in one transaction.
-
-        The image is kept (SEEN -> DOWNLOADED) only when the fax is SEEN; the recipients
-        are added in any case. Returns the fax (None when unknown) and every delivery.
-        The commit does not wait for fsync: the WAL is written in order, so a delivery
-        recorded durably later makes this durable too, and a power cut before that
-        costs a second download, never a second mail.
-        """
-
-        def run(conn: Connection) -> tuple[InboundFax | None, list[InboundDelivery]]:
-            conn.execute(
-                "UPDATE inbound_faxes SET image = ?, image_type = ?, state = ?, updated_at = ?"
-                " WHERE message_id = ? AND state = ?",
-                (data, content_type, InboundState.DOWNLOADED, now, message_id, InboundState.SEEN),
-            )
-            _add_recipients(conn, message_id, recipients)
-            return _inbound(conn, message_id), _deliveries(conn, message_id)
-
-        return await self._write(run, durable=False)
-
     async def inbound_image(self, message_id: int) -> tuple[bytes, str] | None:
         """The stored image and its content type, or None (not downloaded or purged)."""
 
@@ -131,25 +87,20 @@ class InboundStore(StoreBase):
 
         return await self._read(run)
 
-    async def inbound_set_recipients(
-        self, message_id: int, recipients: Sequence[InboundRecipient]
-    ) -> list[InboundDelivery]:
-        """Add a PENDING delivery per recipient not yet in the ledger; return all.
-
-        Idempotent: existing deliveries (and their states) are kept as they are.
-        """
-
-        def run(conn: Connection) -> list[InboundDelivery]:
-            _add_recipients(conn, message_id, recipients)
-            return _deliveries(conn, message_id)
-
-        return await self._write(run)
-
     async def inbound_delivery_done(
-        self, message_id: int, recipient: str, smtp_message_id: str, *, now: float
+        self,
+        message_id: int,
+        recipient: str,
+        smtp_message_id: str,
+        *,
+        now: float,
+        recipients: Sequence[InboundRecipient] = (),
+        image: tuple[bytes, str] | None = None,
     ) -> InboundFax | None:
         """Record (durably) that ``recipient`` accepted the fax mail.
 
+        ``recipients`` and ``image`` are kept first, in the same transaction (see
+        :func:`_keep`): the first record of a fax carries its recipients and its image.
         When this was the last undelivered recipient, the fax moves from
         DOWNLOADED (or SEEN, for a notify-only route that never downloads the
         image) to DELIVERED in the same transaction. Returns the fax, or None
@@ -157,6 +108,7 @@ class InboundStore(StoreBase):
         """
 
         def run(conn: Connection) -> InboundFax | None:
+            _keep(conn, message_id, recipients, image, now)
             cur = conn.execute(
                 "UPDATE inbound_deliveries SET state = 'delivered', smtp_message_id = ?,"
                 " delivered_at = ?, attempts = attempts + 1, last_error = NULL"
@@ -183,14 +135,24 @@ class InboundStore(StoreBase):
         return await self._write(run)
 
     async def inbound_delivery_failed(
-        self, message_id: int, recipient: str, error: str, *, permanent: bool = False
+        self,
+        message_id: int,
+        recipient: str,
+        error: str,
+        *,
+        now: float,
+        permanent: bool = False,
+        recipients: Sequence[InboundRecipient] = (),
+        image: tuple[bytes, str] | None = None,
     ) -> InboundDelivery | None:
         """Count a failed delivery attempt; ``permanent`` marks it FAILED.
 
+        ``recipients`` and ``image`` are kept first, as by :meth:`inbound_delivery_done`.
         A delivered recipient is left alone. None when there is no such delivery.
         """
 
         def run(conn: Connection) -> InboundDelivery | None:
+            _keep(conn, message_id, recipients, image, now)
             conn.execute(
                 "UPDATE inbound_deliveries SET attempts = attempts + 1, last_error = ?,"
                 " state = CASE WHEN ? THEN 'failed' ELSE state END"
@@ -293,6 +255,17 @@ class InboundStore(StoreBase):
         """One fax of the ledger, or None."""
         return await self._read(lambda conn: _inbound(conn, message_id))
 
+    async def inbound_work(
+        self, message_id: int
+    ) -> tuple[InboundFax, list[InboundDelivery]] | None:
+        """One fax of the ledger with its deliveries, read together; None if unknown."""
+
+        def run(conn: Connection) -> tuple[InboundFax, list[InboundDelivery]] | None:
+            fax = _inbound(conn, message_id)
+            return None if fax is None else (fax, _deliveries(conn, message_id))
+
+        return await self._read(run)
+
     async def inbound_faxes(
         self, states: Collection[InboundState] | None = None, limit: int = 100
     ) -> list[InboundFax]:
@@ -351,11 +324,31 @@ def _delivery_exists(conn: Connection, message_id: int, recipient: str) -> bool:
     return row is not None
 
 
-def _add_recipients(
-    conn: Connection, message_id: int, recipients: Sequence[InboundRecipient]
+def _keep(
+    conn: Connection,
+    message_id: int,
+    recipients: Sequence[InboundRecipient],
+    image: tuple[bytes, str] | None,
+    now: float,
 ) -> None:
-    conn.executemany(
-        "INSERT INTO inbound_deliveries (message_id, recipient, channel, state)"
-        " VALUES (?, ?, ?, 'pending') ON CONFLICT (message_id, recipient) DO NOTHING",
-        [(message_id, r.recipient, r.channel) for r in recipients],
-    )
+    """Add a PENDING delivery per recipient not in the ledger yet, and keep ``image``
+    (nothing at all for a fax the ledger does not know).
+
+    The image is kept only while the fax is SEEN, which moves it to DOWNLOADED. Nothing is
+    recorded between the download and the first delivery record: a crash in between
+    costs a second download, never a second mail, and a fax whose deliveries all succeed
+    at once takes a single durable commit.
+    """
+    if recipients:
+        conn.executemany(
+            "INSERT INTO inbound_deliveries (message_id, recipient, channel, state)"
+            " SELECT message_id, ?, ?, 'pending' FROM inbound_faxes WHERE message_id = ?"
+            " ON CONFLICT (message_id, recipient) DO NOTHING",
+            [(r.recipient, r.channel, message_id) for r in recipients],
+        )
+    if image is not None:
+        conn.execute(
+            "UPDATE inbound_faxes SET image = ?, image_type = ?, state = ?, updated_at = ?"
+            " WHERE message_id = ? AND state = ?",
+            (*image, InboundState.DOWNLOADED, now, message_id, InboundState.SEEN),
+        )

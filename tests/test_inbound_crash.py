@@ -83,27 +83,32 @@ def assert_one_mail_each(h: InboundHarness) -> None:
     assert sorted(m.rcpt_tos[0] for m in h.sink.received) == [A, B]
 
 
-async def test_crash_after_the_download_resumes_without_downloading_again(
+async def test_crash_after_the_download_downloads_again_and_mails_each_once(
     h: InboundHarness,
 ) -> None:
+    # Nothing is recorded between the download and the first delivery record.
     fax_id = await h.control.receive_fax(minimal_pdf(pages=2), phone_number="+12125550100")
-    crash_after(h.store, "inbound_store_download")
+    assert h.client is not None
+    crash_after(h.client, "inbound_image")
     await crashed_poll(h)
-    assert (await h.fax(fax_id)).state is InboundState.DOWNLOADED
+    assert (await h.fax(fax_id)).state is InboundState.SEEN
     assert h.sink.received == []
     await restart_and_poll(h, fax_id)
-    assert CountingClient.downloads == 0
+    assert CountingClient.downloads == 1
     assert_one_mail_each(h)
 
 
-async def test_crash_after_one_delivery_was_recorded_mails_only_the_other(
+async def test_crash_after_one_delivery_was_recorded_mails_only_the_other_from_the_kept_image(
     h: InboundHarness,
 ) -> None:
     fax_id = await h.control.receive_fax(minimal_pdf(), phone_number="+12125550100")
     crash_after(h.store, "inbound_delivery_done")
     await crashed_poll(h)
     assert len(h.sink.received) == 1
+    fax = await h.fax(fax_id)
+    assert (fax.state, fax.image_size) == (InboundState.DOWNLOADED, len(minimal_pdf()))
     await restart_and_poll(h, fax_id)
+    assert CountingClient.downloads == 0
     assert_one_mail_each(h)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import mailbox
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 
@@ -225,6 +227,37 @@ async def test_admin_gets_nothing_when_all_goes_well(h: InboundHarness) -> None:
     await h.control.receive_fax(minimal_pdf(), phone_number="+12125550101")
     await h.worker(ROUTES).poll_once()
     assert h.mails_to(ADMIN) == []
+
+
+async def test_a_fax_gives_its_place_back_before_its_last_ledger_write(
+    h: InboundHarness,
+) -> None:
+    # Concurrency 1: the second fax can only be downloaded while the first one's
+    # MARKED_READ record is held if the first fax gave its place back before it.
+    for _ in range(2):
+        await h.control.receive_fax(minimal_pdf(), phone_number="+12125550101")
+    assert h.store is not None
+    assert h.client is not None
+    held, go = asyncio.Event(), asyncio.Event()
+    transition, image = h.store.inbound_transition, h.client.inbound_image
+
+    async def held_mark_record(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("to") is InboundState.MARKED_READ and not held.is_set():
+            held.set()
+            await go.wait()
+        return await transition(*args, **kwargs)
+
+    async def counted_image(message_id: int) -> Any:
+        if held.is_set():
+            go.set()
+        return await image(message_id)
+
+    h.store.inbound_transition = held_mark_record  # type: ignore[method-assign]
+    h.client.inbound_image = counted_image  # type: ignore[method-assign]
+    worker = h.worker(ROUTES + "concurrency: 1\n")
+    report = await asyncio.wait_for(worker.poll_once(), 30)
+    assert (report.delivered, report.marked_read) == (2, 2)
+    assert go.is_set()
 
 
 async def test_one_poll_mails_every_fax_over_at_most_concurrency_connections(

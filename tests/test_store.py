@@ -511,40 +511,40 @@ async def test_inbound_seen_is_idempotent(store: Store) -> None:
 async def test_inbound_delivery_is_tracked_per_recipient(store: Store) -> None:
     await store.inbound_seen(inbound_record(7), now=T0)
     pdf = b"%PDF-1.4 fake"
-    stored = await store.inbound_store_image(7, pdf, "application/pdf", now=T0 + 1)
-    assert stored is not None
-    assert (stored.state, stored.image_size) == (InboundState.DOWNLOADED, len(pdf))
-    assert await store.inbound_store_image(7, b"other", "image/tiff", now=T0 + 2) is None
+    rcpts = [InboundRecipient("a@example.org"), InboundRecipient("b@example.org")]
+    fax = await store.inbound_delivery_done(
+        7,
+        "a@example.org",
+        "<fax-7-a@bridge>",
+        now=T0 + 3,
+        recipients=rcpts,
+        image=(pdf, "application/pdf"),
+    )
+    assert fax is not None
+    assert (fax.state, fax.image_size) == (InboundState.DOWNLOADED, len(pdf))
     assert await store.inbound_image(7) == (pdf, "application/pdf")
 
-    rcpts = [InboundRecipient("a@example.org"), InboundRecipient("b@example.org")]
-    first = await store.inbound_set_recipients(7, rcpts)
-    assert [(d.recipient, d.state) for d in first] == [
-        ("a@example.org", DeliveryState.PENDING),
-        ("b@example.org", DeliveryState.PENDING),
-    ]
-    fax = await store.inbound_delivery_done(7, "a@example.org", "<fax-7-a@bridge>", now=T0 + 3)
-    assert fax is not None
-    assert fax.state is InboundState.DOWNLOADED
-
-    # Setting recipients again (after a restart) keeps what was delivered.
-    again = await store.inbound_set_recipients(
-        7, [*rcpts, InboundRecipient("c@x.org", DeliveryChannel.MAILDIR)]
+    # Recipients kept again (after a restart, a new route) keep what was delivered.
+    failed = await store.inbound_delivery_failed(
+        7,
+        "b@example.org",
+        "421 try later",
+        now=T0 + 4,
+        recipients=[*rcpts, InboundRecipient("c@x.org", DeliveryChannel.MAILDIR)],
     )
-    states = {d.recipient: d.state for d in again}
-    assert states == {
-        "a@example.org": DeliveryState.DELIVERED,
-        "b@example.org": DeliveryState.PENDING,
-        "c@x.org": DeliveryState.PENDING,
-    }
-    failed = await store.inbound_delivery_failed(7, "b@example.org", "421 try later")
     assert failed is not None
     assert (failed.state, failed.attempts, failed.last_error) == (
         DeliveryState.PENDING,
         1,
         "421 try later",
     )
-    hard = await store.inbound_delivery_failed(7, "c@x.org", "quota", permanent=True)
+    states = {d.recipient: d.state for d in await store.inbound_deliveries(7)}
+    assert states == {
+        "a@example.org": DeliveryState.DELIVERED,
+        "b@example.org": DeliveryState.PENDING,
+        "c@x.org": DeliveryState.PENDING,
+    }
+    hard = await store.inbound_delivery_failed(7, "c@x.org", "quota", now=T0, permanent=True)
     assert hard is not None
     assert hard.state is DeliveryState.FAILED
     fax = await store.inbound_delivery_done(7, "b@example.org", "<fax-7-b@bridge>", now=T0 + 4)
@@ -559,7 +559,7 @@ async def test_inbound_delivery_is_tracked_per_recipient(store: Store) -> None:
     (a,) = [d for d in await store.inbound_deliveries(7) if d.recipient == "a@example.org"]
     assert (a.smtp_message_id, a.delivered_at, a.attempts) == ("<fax-7-a@bridge>", T0 + 3, 1)
     assert await store.inbound_delivery_done(7, "nobody@x.org", "<x>", now=T0) is None
-    assert await store.inbound_delivery_failed(7, "nobody@x.org", "x") is None
+    assert await store.inbound_delivery_failed(7, "nobody@x.org", "x", now=T0) is None
 
     marked = await store.inbound_transition(
         7, expect=InboundState.DELIVERED, to=InboundState.MARKED_READ, now=T0 + 6
@@ -628,13 +628,15 @@ async def test_purge_removes_only_finished_rows_older_than_the_cutoff(
         mixed.created[0].id, expect=JobState.ACCEPTED, to=JobState.REPORTED, now=T0
     )
 
-    for message_id, final in ((1, InboundState.MARKED_READ), (2, InboundState.DELIVERED)):
+    image = (b"%PDF", "application/pdf")
+    for message_id in (1, 2, 3):
         await store.inbound_seen(inbound_record(message_id), now=T0)
-        await store.inbound_store_image(message_id, b"%PDF", "application/pdf", now=T0)
+        rcpts = [InboundRecipient("a@example.org")]
+        await store.inbound_delivery_failed(
+            message_id, "a@example.org", "421", now=T0, recipients=rcpts, image=image
+        )
+    for message_id, final in ((1, InboundState.MARKED_READ), (2, InboundState.DELIVERED)):
         await store.inbound_transition(message_id, expect=InboundState.DOWNLOADED, to=final, now=T0)
-    await store.inbound_seen(inbound_record(3), now=T0)
-    await store.inbound_store_image(3, b"%PDF", "application/pdf", now=T0)
-    await store.inbound_set_recipients(1, [InboundRecipient("a@example.org")])
     await store.record_event("global", T0)
     await store.record_event("global", T0 + 1000)
 
@@ -649,7 +651,7 @@ async def test_purge_removes_only_finished_rows_older_than_the_cutoff(
         assert await store.message_raw(kept) == RAW
     assert count(state_dir, "jobs") == 5
     assert await store.inbound_get(1) is None
-    assert count(state_dir, "inbound_deliveries") == 0
+    assert count(state_dir, "inbound_deliveries") == 2  # fax 1's went with it
     delivered = await store.inbound_get(2)
     assert delivered is not None
     assert delivered.image_size is None

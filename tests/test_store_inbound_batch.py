@@ -1,5 +1,5 @@
-"""The inbound ledger's combined download step: the image and the recipients recorded with
-one commit, with the same outcome as the two single steps."""
+"""The inbound ledger's first delivery record: the recipients and the image are kept with
+it, in one durable commit, and which inbound writes may skip fsync."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from bridge.store import Store
 from tests.test_store import T0, inbound_record
 
 A, B = InboundRecipient("a@example.org"), InboundRecipient("b@example.org")
+PDF = (b"%PDF-1.4 fake", "application/pdf")
 
 
 @pytest.fixture
@@ -28,44 +29,72 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         yield opened
 
 
-async def test_store_download_keeps_the_image_and_adds_the_recipients(store: Store) -> None:
-    await store.inbound_seen(inbound_record(7), now=T0)
-    fax, deliveries = await store.inbound_store_download(
-        7, b"%PDF-1.4 fake", "application/pdf", [A, B], now=T0 + 1
-    )
-    assert fax is not None
-    assert (fax.state, fax.image_size, fax.updated_at) == (InboundState.DOWNLOADED, 13, T0 + 1)
-    assert await store.inbound_image(7) == (b"%PDF-1.4 fake", "application/pdf")
-    assert [(d.recipient, d.state) for d in deliveries] == [
-        (A.recipient, DeliveryState.PENDING),
-        (B.recipient, DeliveryState.PENDING),
-    ]
-    assert deliveries == await store.inbound_deliveries(7)
-
-
-async def test_store_download_keeps_the_first_image_and_existing_deliveries(
+async def test_the_first_delivery_record_keeps_the_image_and_every_recipient(
     store: Store,
 ) -> None:
     await store.inbound_seen(inbound_record(7), now=T0)
-    await store.inbound_store_download(7, b"%PDF first", "application/pdf", [A], now=T0 + 1)
-    await store.inbound_delivery_done(7, A.recipient, "<a@fax.example.org>", now=T0 + 2)
+    fax = await store.inbound_delivery_done(
+        7, A.recipient, "<a@fax.example.org>", now=T0 + 1, recipients=[A, B], image=PDF
+    )
+    assert fax is not None
+    assert (fax.state, fax.image_size, fax.updated_at) == (InboundState.DOWNLOADED, 13, T0 + 1)
+    assert await store.inbound_image(7) == PDF
+    work = await store.inbound_work(7)
+    assert work is not None
+    assert work[0] == fax
+    assert [(d.recipient, d.state) for d in work[1]] == [
+        (A.recipient, DeliveryState.DELIVERED),
+        (B.recipient, DeliveryState.PENDING),
+    ]
+
+
+async def test_a_failed_first_delivery_keeps_them_too(store: Store) -> None:
+    await store.inbound_seen(inbound_record(7), now=T0)
+    failed = await store.inbound_delivery_failed(
+        7, A.recipient, "421 later", now=T0 + 1, recipients=[A, B], image=PDF
+    )
+    assert failed is not None
+    assert (failed.state, failed.attempts, failed.last_error) == (
+        DeliveryState.PENDING,
+        1,
+        "421 later",
+    )
+    assert await store.inbound_image(7) == PDF
+    assert [d.recipient for d in await store.inbound_deliveries(7)] == [A.recipient, B.recipient]
+    fax = await store.inbound_get(7)
+    assert fax is not None
+    assert fax.state is InboundState.DOWNLOADED
+
+
+async def test_a_later_record_keeps_the_first_image_and_the_recorded_deliveries(
+    store: Store,
+) -> None:
+    await store.inbound_seen(inbound_record(7), now=T0)
+    await store.inbound_delivery_done(
+        7, A.recipient, "<a@x>", now=T0 + 1, recipients=[A], image=PDF
+    )
     maildir = InboundRecipient("/var/mail/fax", DeliveryChannel.MAILDIR)
-    fax, deliveries = await store.inbound_store_download(
-        7, b"II*\x00 other", "image/tiff", [A, maildir], now=T0 + 3
+    fax = await store.inbound_delivery_done(
+        7,
+        maildir.recipient,
+        "<m@x>",
+        now=T0 + 2,
+        recipients=[A, maildir],
+        image=(b"II*\x00 other", "image/tiff"),
     )
     assert fax is not None
     assert fax.state is InboundState.DELIVERED
-    assert await store.inbound_image(7) == (b"%PDF first", "application/pdf")
-    by_recipient = {d.recipient: d for d in deliveries}
-    assert by_recipient[A.recipient].state is DeliveryState.DELIVERED
-    assert by_recipient[A.recipient].smtp_message_id == "<a@fax.example.org>"
-    assert by_recipient[maildir.recipient].state is DeliveryState.PENDING
+    assert await store.inbound_image(7) == PDF
+    by_recipient = {d.recipient: d for d in await store.inbound_deliveries(7)}
+    assert by_recipient[A.recipient].smtp_message_id == "<a@x>"
     assert by_recipient[maildir.recipient].channel is DeliveryChannel.MAILDIR
 
 
-async def test_store_download_of_an_unknown_fax_changes_nothing(store: Store) -> None:
-    fax, deliveries = await store.inbound_store_download(99, b"%PDF", "application/pdf", [], now=T0)
-    assert (fax, deliveries) == (None, [])
+async def test_a_record_for_an_unknown_fax_changes_nothing(store: Store) -> None:
+    assert await store.inbound_delivery_done(99, "a@x.org", "<x>", now=T0, recipients=[A]) is None
+    failed = await store.inbound_delivery_failed(99, "a@x.org", "x", now=T0, image=PDF)
+    assert failed is None
+    assert await store.inbound_work(99) is None
     assert await store.inbound_image(99) is None
 
 
@@ -84,8 +113,7 @@ async def test_writes_that_skip_fsync_leave_the_connection_synchronous_full(
     store: Store,
 ) -> None:
     await store.inbound_seen_page([inbound_record(7)], now=T0)
-    await store.inbound_store_download(7, b"%PDF-1.4 fake", "application/pdf", [A], now=T0 + 1)
-    await store.inbound_delivery_done(7, A.recipient, "<a@fax.example.org>", now=T0 + 2)
+    await store.inbound_delivery_done(7, A.recipient, "<a@x>", now=T0 + 2, recipients=[A])
     marked = await store.inbound_transition(
         7, expect=InboundState.DELIVERED, to=InboundState.MARKED_READ, now=T0 + 3, durable=False
     )
@@ -107,12 +135,11 @@ async def test_only_records_whose_loss_repeats_harmless_work_skip_fsync(store: S
 
     record = inbound_record(7)
     assert await skips_fsync(store.inbound_seen_page([record], now=T0))
-    assert await skips_fsync(
-        store.inbound_store_download(7, b"%PDF-1.4", "application/pdf", [A, B], now=T0)
-    )
-    assert not await skips_fsync(store.inbound_delivery_done(7, A.recipient, "<a@x>", now=T0))
     assert not await skips_fsync(
-        store.inbound_delivery_failed(7, B.recipient, "550 no", permanent=False)
+        store.inbound_delivery_done(7, A.recipient, "<a@x>", now=T0, recipients=[A, B], image=PDF)
+    )
+    assert not await skips_fsync(
+        store.inbound_delivery_failed(7, B.recipient, "550 no", now=T0, permanent=False)
     )
     assert not await skips_fsync(store.inbound_delivery_done(7, B.recipient, "<b@x>", now=T0))
     assert await skips_fsync(
