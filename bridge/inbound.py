@@ -213,7 +213,7 @@ class InboundWorker:
                     return
                 started.add(fax.message_id)
                 report.started += 1
-                tasks.create_task(self._one(fax.message_id, report, stopping))
+                tasks.create_task(self._one(fax, report, stopping))
 
             for fax in await self._store.inbound_pending(
                 now=self._clock(), limit=self._pending_limit
@@ -270,19 +270,14 @@ class InboundWorker:
             last_error=None,
         )
 
-    async def _one(self, message_id: int, report: PollReport, stop: asyncio.Event | None) -> None:
+    async def _one(self, fax: InboundFax, report: PollReport, stop: asyncio.Event | None) -> None:
         async with _Place(self._semaphore) as place:
             if (stop is not None and stop.is_set()) or self._gate.paused:
                 return
             try:
-                # Fresh from the ledger: the snapshot that scheduled it may be stale.
-                work = await self._store.inbound_work(message_id)
-                before = None if work is None else work[0]
-                after = None
-                if work is not None:
-                    after = await self._processor.process(*work, release=place.release)
+                before, after = await self._processor.take(fax, release=place.release)
             except Exception:  # the store failing under us: the fax stays where it was
-                log.exception("fax %d: could not be processed", message_id)
+                log.exception("fax %d: could not be processed", fax.message_id)
                 return
             self.heartbeat.beat()  # a long backlog is progress, not a hang
         if before is None or after is None:

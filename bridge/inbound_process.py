@@ -24,11 +24,12 @@ poller only takes it up again when it is due. A 401 from InterFAX pauses the sha
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -39,6 +40,7 @@ from bridge.inbound_outlet import Deferred, ImapAppend, LazyImages, MailOutlet
 from bridge.inbound_settings import InboundSettings
 from bridge.interfax import InterfaxClient
 from bridge.interfax_errors import InterfaxNotFoundError
+from bridge.interfax_models import InboundImage
 from bridge.jobs import (
     DeliveryChannel,
     DeliveryState,
@@ -108,23 +110,46 @@ class FaxProcessor:
         self._counters[event] += 1
         metrics.INBOUND.inc(event=event)
 
-    async def process(
+    async def take(
+        self, snapshot: InboundFax, *, release: Callable[[], None] = lambda: None
+    ) -> tuple[InboundFax | None, InboundFax | None]:
+        """Read the fax of ``snapshot`` afresh and take it as far as possible now.
+
+        Returns its ledger row before and after (None when the ledger has no such fax).
+        The snapshot (what scheduled the fax) may be stale, so what happens follows the
+        fresh row; but when the snapshot says the image will be needed, its download
+        starts at once, while the ledger is read, and is dropped if the fresh row says
+        otherwise. ``release`` is called once the fax is done with InterFAX and the
+        relay, before its last ledger write, so the poller can start the next fax.
+        """
+        download = None
+        if snapshot.state is InboundState.SEEN and self._attaches(snapshot):
+            download = asyncio.create_task(self._client.inbound_image(snapshot.message_id))
+        try:
+            work = await self._store.inbound_work(snapshot.message_id)
+            if work is None:
+                return None, None
+            fax, deliveries = work
+            return fax, await self._process(fax, deliveries, release, download)
+        finally:
+            if download is not None:
+                _settle(download)
+
+    def _attaches(self, fax: InboundFax) -> bool:
+        decision = self.route(fax)
+        return decision is not None and decision.presentation.attach
+
+    async def _process(
         self,
         fax: InboundFax,
         deliveries: Sequence[InboundDelivery],
-        *,
-        release: Callable[[], None] = lambda: None,
+        release: Callable[[], None],
+        download: Awaitable[InboundImage] | None,
     ) -> InboundFax | None:
-        """Take ``fax`` as far as possible now; its ledger row afterwards (None if gone).
-
-        ``deliveries`` are the fax's deliveries in the ledger, read with it. ``release``
-        is called once the fax is done with InterFAX and the relay, before its last
-        ledger write, so the poller can start the next fax meanwhile.
-        """
         try:
             current = fax
             if current.state in (InboundState.SEEN, InboundState.DOWNLOADED):
-                delivered = await self._deliver(current, deliveries)
+                delivered = await self._deliver(current, deliveries, download)
                 if delivered is None:
                     return await self._store.inbound_get(fax.message_id)
                 current = delivered
@@ -148,7 +173,10 @@ class FaxProcessor:
     # -- delivery ---------------------------------------------------------------------
 
     async def _deliver(
-        self, fax: InboundFax, recorded: Sequence[InboundDelivery]
+        self,
+        fax: InboundFax,
+        recorded: Sequence[InboundDelivery],
+        download: Awaitable[InboundImage] | None,
     ) -> InboundFax | None:
         decision = self.route(fax)
         deliveries = list(recorded)
@@ -192,7 +220,9 @@ class FaxProcessor:
         if presentation.attach:
             source = await self._stored_image(fax)
             if source is None:
-                downloaded = await self._client.inbound_image(fax.message_id)
+                if download is None:
+                    download = self._client.inbound_image(fax.message_id)
+                downloaded = await download
                 source = downloaded.data, downloaded.content_type
                 if fax.state is InboundState.SEEN:
                     keep = _Keep(keep.recipients, source)
@@ -405,6 +435,14 @@ class FaxProcessor:
             )
         except BridgeError as exc:
             log.error("fax %d: could not record the failure (%s): %s", message_id, error, exc)
+
+
+def _settle(task: asyncio.Task[InboundImage]) -> None:
+    """Stop an early download nobody awaited; its failure, if any, was nobody's concern."""
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()  # retrieved: asyncio would otherwise log it as lost
 
 
 @dataclass(frozen=True, slots=True)

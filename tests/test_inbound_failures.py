@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
+from dataclasses import replace
 from datetime import datetime
 from email import message_from_bytes, policy
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bridge.errors import AuthError, PermanentError, TransientError
 from bridge.interfax import InterfaxClient
-from bridge.jobs import DeliveryState, InboundState
+from bridge.interfax_models import InboundImage
+from bridge.jobs import DeliveryState, InboundFax, InboundState
 from bridge.render import TemplateRenderer
 from bridge.sandbox.server import RunningSandbox
 from tests.conftest import SandboxControl, minimal_pdf
@@ -303,3 +307,40 @@ async def test_an_imap_refusal_keeps_the_fax_unread_and_tells_the_admin_once(
     assert "Quota exceeded" in h.sink.received[0].data.decode()
     assert await h.image_status(fax_id) == "UNREAD"
     assert (await h.fax(fax_id)).state is InboundState.DOWNLOADED
+
+
+async def test_an_early_download_a_fresh_ledger_row_makes_needless_is_dropped_quietly(
+    h: InboundHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The snapshot that schedules a fax says SEEN, so its download starts at once; the
+    # ledger (read meanwhile) already keeps the image. The kept image is mailed, and the
+    # early download, failing here, is dropped without a word.
+    fax_id = await h.control.receive_fax(minimal_pdf(pages=2), phone_number="+12125550100")
+    await h.worker(ROUTE, relay_port=closed_port()).poll_once()
+    assert (await h.fax(fax_id)).state is InboundState.DOWNLOADED
+    image_path = f"/inbound/faxes/{fax_id}/image"
+    await h.control.faults(error_rate=1.0, error_status=500, paths=[image_path])
+    assert h.store is not None
+    assert h.client is not None
+    seen_page, image = h.store.inbound_seen_page, h.client.inbound_image
+    downloads: list[int] = []
+
+    async def stale(*args: Any, **kwargs: Any) -> list[InboundFax]:
+        rows = await seen_page(*args, **kwargs)
+        return [replace(row, state=InboundState.SEEN, next_attempt_at=0.0) for row in rows]
+
+    async def counted(message_id: int) -> InboundImage:
+        downloads.append(message_id)
+        return await image(message_id)
+
+    h.store.inbound_seen_page = stale  # type: ignore[method-assign]
+    h.client.inbound_image = counted  # type: ignore[method-assign]
+    await h.worker(ROUTE).poll_once()
+    assert downloads == [fax_id]
+    assert sorted(m.rcpt_tos[0] for m in h.sink.received) == [A, B]
+    for mail in h.sink.received:
+        [(_, _, data)] = attachments_of(message_from_bytes(mail.data, policy=policy.default))
+        assert data == minimal_pdf(pages=2)
+    assert (await h.fax(fax_id)).state is InboundState.MARKED_READ
+    gc.collect()  # a task whose failure nobody retrieved is reported when it is collected
+    assert "never retrieved" not in caplog.text
