@@ -17,6 +17,7 @@ a mail re-sent after a crash is recognisably the same one.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Mapping, Sequence
@@ -146,6 +147,12 @@ def subject_of(facts: FaxFacts) -> str:
     return f"{flag}Fax from {facts.sender} to {facts.number} ({pages})"
 
 
+@functools.lru_cache(maxsize=64)
+def _fields_of(template: str) -> frozenset[str]:
+    """The replacement fields ``inbound.filename`` uses (parsed once per template)."""
+    return frozenset(f for _, f, _, _ in string.Formatter().parse(template) if f is not None)
+
+
 def attachment_filename(template: str, facts: FaxFacts, extension: str) -> str:
     """The attachment's name from ``inbound.filename``, with ``extension`` and made safe."""
     fields: dict[str, Any] = {
@@ -157,8 +164,7 @@ def attachment_filename(template: str, facts: FaxFacts, extension: str) -> str:
         "csid": facts.csid or "unknown",
     }
     try:
-        names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
-        name = template.format(**fields) if set(names) <= set(fields) else ""
+        name = template.format(**fields) if _fields_of(template) <= fields.keys() else ""
     except (ValueError, TypeError, LookupError, AttributeError):
         name = ""  # the configuration checked it; a surprise still must not lose the fax
     stem = name

@@ -19,6 +19,7 @@ nor quoted-printable can produce, so no part can contain them.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import secrets
 from collections.abc import Sequence
@@ -104,11 +105,14 @@ def _field(name: str, value: str) -> str:
 
 
 def _addresses(values: Sequence[MailAddress]) -> str:
-    parts = []
-    for value in values:
-        address = checked_address(value)
-        parts.append(formataddr((address.display_name, address.addr_spec), charset="utf-8"))
-    return ", ".join(parts)
+    return ", ".join(_address(value) for value in values)
+
+
+@functools.lru_cache(maxsize=1024)
+def _address(value: MailAddress) -> str:
+    """One address as header text; cached, as the same few (from the routes) recur."""
+    address = checked_address(value)
+    return formataddr((address.display_name, address.addr_spec), charset="utf-8")
 
 
 def _text(content: str, subtype: str) -> _Part:
