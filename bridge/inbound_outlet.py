@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from pathlib import Path
 
 from bridge import maildir
-from bridge.errors import BridgeError
+from bridge.errors import AuthError, BridgeError, PermanentError, TransientError
 from bridge.imaging import is_pdf
 from bridge.inbound_mail import (
     FaxFacts,
@@ -29,6 +31,8 @@ from bridge.jobs import DeliveryChannel, InboundDelivery
 from bridge.mailer import Mailer, MailSession
 from bridge.render import TemplateRenderer
 from bridge.routing import Presentation
+
+log = logging.getLogger(__name__)
 
 ImapAppend = Callable[[bytes, str, datetime], Awaitable[None]]
 """``deliver: imap``: put a mail into a folder, dated the fax's receive time, returning only
@@ -133,6 +137,24 @@ class MailOutlet:
             await self._imap(data, delivery.recipient, facts.received)
         else:
             raise Deferred("deliver: imap is not available", delay=self._imap_missing_delay)
+
+    async def notify(
+        self, notice: EmailMessage, facts: FaxFacts, admin: str, settings: InboundMailSettings
+    ) -> bool:
+        """Send ``notice`` about a fax to ``admin`` by relay; False when it should be tried
+        again later (a refusal for good is logged and counts as done: retrying cannot help).
+        """
+        try:
+            sender = settings.sender.addr_spec
+            await self.relay().send(notice, sender=sender, recipients=[admin])
+        except (TransientError, AuthError) as exc:
+            log.warning("fax %d: cannot tell the admin now: %s", facts.message_id, exc)
+            return False
+        except PermanentError as exc:
+            log.error(
+                "fax %d: the relay refused the notice to the admin: %s", facts.message_id, exc
+            )
+        return True
 
 
 class LazyImages:

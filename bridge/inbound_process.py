@@ -356,16 +356,8 @@ class FaxProcessor:
             renderer=self.renderer,
             now=datetime.now(UTC),
         )
-        try:
-            sender = self.settings.mail.sender.addr_spec
-            await self._outlet.relay().send(notice, sender=sender, recipients=[admin])
-        except (TransientError, AuthError) as exc:
-            log.warning("fax %d: cannot tell the admin now: %s", facts.message_id, exc)
+        if not await self._outlet.notify(notice, facts, admin, self.settings.mail):
             return False
-        except PermanentError as exc:
-            log.error(
-                "fax %d: the relay refused the notice to the admin: %s", facts.message_id, exc
-            )
         self._count("admin_notices")
         return True
 
