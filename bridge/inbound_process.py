@@ -37,6 +37,7 @@ from bridge import metrics
 from bridge.errors import AuthError, BridgeError, PermanentError, TransientError
 from bridge.inbound_mail import FaxFacts, build_admin_notice, facts_of
 from bridge.inbound_outlet import Deferred, ImapAppend, LazyImages, MailOutlet
+from bridge.inbound_plan import plan_deliveries
 from bridge.inbound_settings import InboundSettings
 from bridge.interfax import InterfaxClient
 from bridge.interfax_errors import InterfaxNotFoundError
@@ -179,39 +180,28 @@ class FaxProcessor:
         download: Awaitable[InboundImage] | None,
     ) -> InboundFax | None:
         decision = self.route(fax)
-        deliveries = list(recorded)
-        keep = _Keep()
-        if decision is None:
-            # No route now; recipients recorded earlier (under an older configuration)
-            # were promised the fax and still get it.
-            if not deliveries:
-                await self._unrouted(fax)
-                return None
-            presentation = Presentation()
-        else:
-            imap = any(t.channel is DeliveryChannel.IMAP for t in decision.targets)
-            if imap and not self._outlet.appends_imap:
-                log.error(
-                    "fax %d: its route says deliver: imap, but no IMAP delivery is set up; "
-                    "the fax stays unread at InterFAX",
-                    fax.message_id,
-                )
-                raise Deferred("deliver: imap is not available", delay=self._backoff.cap)
-            known = {d.recipient for d in deliveries}
-            new = [
-                InboundRecipient(t.recipient, t.channel)
-                for t in decision.targets
-                if t.recipient not in known
-            ]
-            # Promised from the first delivery record on, which keeps them with it.
-            keep = _Keep(recipients=new)
-            deliveries += [_pending(fax.message_id, r) for r in new]
-            deliveries.sort(key=lambda d: d.recipient)
-            presentation = decision.presentation
-        todo = [d for d in deliveries if d.state is not DeliveryState.DELIVERED]
+        # Without a route now, recipients recorded earlier (under an older configuration)
+        # were promised the fax and still get it.
+        targets = decision.targets if decision is not None else ()
+        plan = plan_deliveries(fax.message_id, recorded, targets)
+        if not plan.deliveries:
+            await self._unrouted(fax)
+            return None
+        imap = any(t.channel is DeliveryChannel.IMAP for t in targets)
+        if imap and not self._outlet.appends_imap:
+            log.error(
+                "fax %d: its route says deliver: imap, but no IMAP delivery is set up; "
+                "the fax stays unread at InterFAX",
+                fax.message_id,
+            )
+            raise Deferred("deliver: imap is not available", delay=self._backoff.cap)
+        presentation = decision.presentation if decision is not None else Presentation()
+        # New recipients are promised from the first delivery record on, which keeps them.
+        keep = _Keep(recipients=plan.new)
+        todo = plan.todo
         if not todo:
             # Everyone has it (a repeated "done" is harmless and promotes the fax).
-            last = deliveries[-1]
+            last = plan.deliveries[-1]
             return await self._store.inbound_delivery_done(
                 fax.message_id, last.recipient, last.smtp_message_id or "", now=self._clock()
             )
@@ -240,7 +230,8 @@ class FaxProcessor:
             raise Deferred("delivery failed for " + "; ".join(failed))
         if result is not None and result.state is InboundState.DELIVERED:
             self._count("faxes_delivered")
-            log.info("fax %d: delivered to %d recipient(s)", fax.message_id, len(deliveries))
+            count = len(plan.deliveries)
+            log.info("fax %d: delivered to %d recipient(s)", fax.message_id, count)
         return result
 
     async def _stored_image(self, fax: InboundFax) -> tuple[bytes, str] | None:
@@ -443,17 +434,3 @@ class _Keep:
 
     recipients: Sequence[InboundRecipient] = ()
     image: tuple[bytes, str] | None = None
-
-
-def _pending(message_id: int, recipient: InboundRecipient) -> InboundDelivery:
-    """A delivery not recorded yet, as the ledger will hold it."""
-    return InboundDelivery(
-        message_id=message_id,
-        recipient=recipient.recipient,
-        channel=recipient.channel,
-        state=DeliveryState.PENDING,
-        smtp_message_id=None,
-        delivered_at=None,
-        attempts=0,
-        last_error=None,
-    )
