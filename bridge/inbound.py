@@ -295,7 +295,7 @@ class _Place:
     """One of the ``inbound.concurrency`` places of faxes in hand, given back once.
 
     A fax gives its place back as soon as it is done with InterFAX and the relay
-    (:meth:`FaxProcessor.process` calls :meth:`release`): its last ledger write needs
+    (:meth:`FaxProcessor.take` calls :meth:`release`): its last ledger write needs
     none, and the next fax starts meanwhile.
     """
 

@@ -220,7 +220,11 @@ class FaxProcessor:
         result: InboundFax | None = None
         failed: list[str] = []
         for delivery in todo:
-            outcome = await self._deliver_one(facts, delivery, presentation, images, keep)
+            try:
+                outcome = await self._deliver_one(facts, delivery, presentation, images, keep)
+            except Exception as exc:  # our own failure (a template, a bug) before any record
+                await self._keep_anyway(delivery, keep, exc)
+                raise
             keep = _Keep()  # the first record (delivered or failed) kept it
             if isinstance(outcome, str):
                 failed.append(outcome)
@@ -233,6 +237,23 @@ class FaxProcessor:
             count = len(plan.deliveries)
             log.info("fax %d: delivered to %d recipient(s)", fax.message_id, count)
         return result
+
+    async def _keep_anyway(self, delivery: InboundDelivery, keep: _Keep, exc: Exception) -> None:
+        """Record a failed attempt that keeps ``keep``, so that retries of a fax our own
+        failure holds up use the image downloaded once (InterFAX may drop it meanwhile)."""
+        if not keep.recipients and keep.image is None:
+            return
+        try:
+            await self._store.inbound_delivery_failed(
+                delivery.message_id,
+                delivery.recipient,
+                f"{type(exc).__name__}: {exc}",
+                now=self._clock(),
+                recipients=keep.recipients,
+                image=keep.image,
+            )
+        except BridgeError as error:
+            log.error("fax %d: could not keep its image: %s", delivery.message_id, error)
 
     async def _stored_image(self, fax: InboundFax) -> tuple[bytes, str] | None:
         """The image the ledger kept (None when it has none, or retention removed it)."""

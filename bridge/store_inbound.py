@@ -335,9 +335,10 @@ def _keep(
     (nothing at all for a fax the ledger does not know).
 
     The image is kept only while the fax is SEEN, which moves it to DOWNLOADED. Nothing is
-    recorded between the download and the first delivery record: a crash in between
-    costs a second download, never a second mail, and a fax whose deliveries all succeed
-    at once takes a single durable commit.
+    recorded between the download and the first delivery record (a mail accepted, or an
+    attempt failed for any reason, ours included): a crash in between costs a second
+    download, never a second mail, and a fax whose deliveries all succeed at once takes
+    a single durable commit per recipient.
     """
     if recipients:
         conn.executemany(

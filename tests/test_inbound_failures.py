@@ -344,3 +344,38 @@ async def test_an_early_download_a_fresh_ledger_row_makes_needless_is_dropped_qu
     assert (await h.fax(fax_id)).state is InboundState.MARKED_READ
     gc.collect()  # a task whose failure nobody retrieved is reported when it is collected
     assert "never retrieved" not in caplog.text
+
+
+async def test_a_fax_our_own_template_holds_up_keeps_its_image_and_is_downloaded_once(
+    h: InboundHarness, tmp_path: Path
+) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "inbound.txt.j2").write_text("{{ pages / 0 }}\n")
+    pdf = minimal_pdf(pages=2)
+    fax_id = await h.control.receive_fax(pdf, phone_number="+12125550100")
+    assert h.client is not None
+    image = h.client.inbound_image
+    downloads: list[int] = []
+
+    async def counted(message_id: int) -> InboundImage:
+        downloads.append(message_id)
+        return await image(message_id)
+
+    h.client.inbound_image = counted  # type: ignore[method-assign]
+    await h.worker(ROUTE, templates=templates).poll_once()
+    fax = await h.fax(fax_id)
+    assert (fax.state, fax.image_size) == (InboundState.DOWNLOADED, len(pdf))
+    assert h.sink.received == []
+    deliveries = await h.store.inbound_deliveries(fax_id)  # type: ignore[union-attr]
+    assert [(d.recipient, d.state) for d in deliveries] == [
+        (A, DeliveryState.PENDING),
+        (B, DeliveryState.PENDING),
+    ]
+    assert "ZeroDivisionError" in (deliveries[0].last_error or "")
+    # The template is mended: the retry mails the kept image, InterFAX is not asked again.
+    h.clock.advance(2 * HOUR)
+    await h.worker(ROUTE).poll_once()
+    assert downloads == [fax_id]
+    assert sorted(m.rcpt_tos[0] for m in h.sink.received) == [A, B]
+    assert (await h.fax(fax_id)).state is InboundState.MARKED_READ
