@@ -8,12 +8,12 @@ structure, headers, bodies and files; ``tests/test_mailwire.py`` compares them) 
 text: ``multipart/mixed`` of ``multipart/alternative`` and the attachments.
 
 Safety does not rest on the inputs alone. Values are cleaned as ``build_mail`` cleans
-them (:mod:`bridge.headersafe`), every header line written is refused if its value holds
-a CR or LF, and the header oracle re-parses the top-level block of the bytes produced.
-Text parts are ``us-ascii`` 7bit when they can be, else UTF-8 quoted-printable, and
-files base64, so the result is 7-bit clean for any relay and no line exceeds 998
-characters. Boundaries carry 128 random bits after ``=_``, a sequence neither base64
-nor quoted-printable can produce, so no part can contain them.
+them (:mod:`bridge.headersafe`), a header value holding any line break or control
+character is refused, and the header oracle re-parses the top-level block of the bytes produced.
+Text parts are ``us-ascii`` 7bit when they are printable ASCII in lines of at most 78
+characters, else UTF-8 quoted-printable, and files base64, so the result is 7-bit clean
+for any relay and no line exceeds 998 characters. Boundaries are ``=_`` and 128 random
+bits: base64 and quoted-printable cannot produce ``=_``, and 7bit text cannot guess them.
 """
 
 from __future__ import annotations
@@ -44,7 +44,11 @@ _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
 _MAX_LINE = 78  # what a header line and 7bit text stay under, as the email package does
 _PARAM_CHUNK = 56  # percent-encoded characters per RFC 2231 continuation line
-_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*")
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
+_COMPOSITE = ("multipart/", "message/")  # would need a structure of their own
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+_LINE_END = re.compile(r"\r\n?")
+_PLAIN_TEXT = re.compile(r"[\t\n\x20-\x7e]*")  # what may go as 7bit text
 
 _Part = tuple[list[tuple[str, str]], str]
 """A MIME part: its header fields and its body, both text with ``\\n`` line ends."""
@@ -95,8 +99,9 @@ def mail_bytes_fast(
 
 def _field(name: str, value: str) -> str:
     """One header field, folded as the email package folds it when it is long or not ASCII."""
-    if "\r" in value or "\n" in value:
-        raise PermanentError(f"refusing a line break in the {name} header")
+    if _CONTROL.search(value):
+        # The folding below breaks lines wherever str.splitlines would (\v, \f, \x1c ...).
+        raise PermanentError(f"refusing a line break or control character in the {name} header")
     if value.isascii() and len(name) + 2 + len(value) <= _MAX_LINE:
         return f"{name}: {value}"
     charset = None if value.isascii() else "utf-8"
@@ -116,10 +121,11 @@ def _address(value: MailAddress) -> str:
 
 
 def _text(content: str, subtype: str) -> _Part:
+    content = _LINE_END.sub("\n", content)  # a lone CR too: relays refuse bare CRs
     if not content.endswith("\n"):
         content += "\n"
-    content = content.replace("\r\n", "\n")
-    if content.isascii() and max(map(len, content.splitlines())) <= _MAX_LINE:
+    lines = content.split("\n")  # as on the wire: a form feed does not end a line there
+    if _PLAIN_TEXT.fullmatch(content) and max(map(len, lines)) <= _MAX_LINE:
         fields = [("Content-Type", f'text/{subtype}; charset="us-ascii"')]
         return [*fields, ("Content-Transfer-Encoding", "7bit")], content
     # Quoted-printable for long lines too: a mail line may not exceed 998 characters.
@@ -141,9 +147,9 @@ def _multipart(subtype: str, parts: list[_Part]) -> _Part:
 
 
 def _attachment(item: Attachment) -> _Part:
-    media_type = item.content_type if _MEDIA_TYPE.fullmatch(item.content_type) else ""
-    if "/" not in media_type or not media_type.partition("/")[2]:
-        media_type = "application/octet-stream"
+    media_type = item.content_type.lower()
+    if not _MEDIA_TYPE.fullmatch(media_type) or media_type.startswith(_COMPOSITE):
+        media_type = "application/octet-stream"  # a file, whatever its sender called it
     name = clean_filename(item.filename, fallback="attachment.bin")
     disposition = (
         f'attachment; filename="{quote(name)}"' if name.isascii() else _rfc2231_disposition(name)

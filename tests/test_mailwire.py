@@ -114,10 +114,35 @@ def test_unusable_input_is_refused_like_build_mail(change: dict[str, Any], error
         build_mail(**{**BASE, **change})
 
 
-def test_a_line_break_in_any_header_value_is_refused_before_it_is_written() -> None:
-    # auto_submitted is ours, never cleaned: the writer itself must stop the break.
-    with pytest.raises(PermanentError, match="line break in the Auto-Submitted header"):
-        mail_bytes_fast(**{**BASE, "auto_submitted": "auto-generated\r\nBcc: victim@x.org"})
+@pytest.mark.parametrize("brk", ["\r\n", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x85", "\u2028"])
+def test_a_line_break_in_any_header_value_is_refused_before_it_is_written(brk: str) -> None:
+    # auto_submitted is ours, never cleaned: the writer itself must stop the break,
+    # including those the folding would break at (str.splitlines), long value or not.
+    for value in (f"auto-generated{brk}Bcc: victim@x.org", "x" * 90 + f"{brk}Bcc: v@x.org"):
+        with pytest.raises(PermanentError, match="line break or control character"):
+            mail_bytes_fast(**{**BASE, "auto_submitted": value})
+
+
+def test_a_lone_cr_or_a_form_feed_in_text_never_reaches_the_wire_raw() -> None:
+    text = "line one\rline two\n" + ("a" * 70 + "\x0c") * 20 + "\n"
+    data = mail_bytes_fast(**{**BASE, "text": text, "html": None, "attachments": []})
+    assert b"\r" not in data.replace(b"\r\n", b"")
+    assert b"\x0c" not in data
+    assert max(map(len, data.split(b"\r\n"))) <= 78
+    body = parsed(data).get_body(("plain",))
+    assert body is not None
+    assert body.get_content().replace("\r\n", "\n") == text.replace("\r", "\n")
+
+
+@pytest.mark.parametrize("declared", ["multipart/mixed", "message/rfc822", "nonsense", ""])
+def test_a_file_declared_as_a_structure_or_nonsense_goes_as_octet_stream(declared: str) -> None:
+    files = [Attachment("fax.bin", declared, b"%PDF-1.4 x")]
+    message = parsed(mail_bytes_fast(**{**BASE, "attachments": files}))
+    [part] = list(message.iter_attachments())
+    assert part.get_content_type() == "application/octet-stream"
+    assert part.get_content() == b"%PDF-1.4 x"
+    assert not message.defects
+    assert not part.defects
 
 
 def test_every_mail_gets_its_own_boundaries() -> None:
