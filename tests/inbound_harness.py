@@ -18,6 +18,7 @@ from typing import Any
 from bridge.config import Config, parse_config
 from bridge.inbound import ImapAppend, InboundSettings, InboundWorker
 from bridge.interfax import InterfaxClient
+from bridge.interfax_models import InboundImage
 from bridge.jobs import InboundFax
 from bridge.mailbuild import MailAddress
 from bridge.mailer import Mailer, RelaySettings
@@ -126,6 +127,19 @@ class InboundHarness:
         fax = await self.store.inbound_get(message_id)
         assert fax is not None
         return fax
+
+    def count_downloads(self) -> list[int]:
+        """From now on, the message id of every image download the client makes, in order."""
+        assert self.client is not None
+        image = self.client.inbound_image
+        downloads: list[int] = []
+
+        async def counted(message_id: int) -> InboundImage:
+            downloads.append(message_id)
+            return await image(message_id)
+
+        self.client.inbound_image = counted  # type: ignore[method-assign]
+        return downloads
 
     async def image_status(self, message_id: int) -> str:
         [entry] = [f for f in await self.control.inbound() if f["messageId"] == message_id]

@@ -266,15 +266,7 @@ async def test_a_new_fax_is_downloaded_once_while_its_ledger_row_is_read(
     ids = [
         await h.control.receive_fax(minimal_pdf(), phone_number="+12125550101") for _ in range(3)
     ]
-    assert h.client is not None
-    image = h.client.inbound_image
-    downloads: list[int] = []
-
-    async def counted(message_id: int) -> Any:
-        downloads.append(message_id)
-        return await image(message_id)
-
-    h.client.inbound_image = counted  # type: ignore[method-assign]
+    downloads = h.count_downloads()
     report = await h.worker(ROUTES).poll_once()
     assert report.delivered == 3
     assert sorted(downloads) == sorted(ids)

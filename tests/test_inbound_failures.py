@@ -15,7 +15,6 @@ import pytest
 
 from bridge.errors import AuthError, PermanentError, TransientError
 from bridge.interfax import InterfaxClient
-from bridge.interfax_models import InboundImage
 from bridge.jobs import DeliveryState, InboundFax, InboundState
 from bridge.render import TemplateRenderer
 from bridge.sandbox.server import RunningSandbox
@@ -321,20 +320,14 @@ async def test_an_early_download_a_fresh_ledger_row_makes_needless_is_dropped_qu
     image_path = f"/inbound/faxes/{fax_id}/image"
     await h.control.faults(error_rate=1.0, error_status=500, paths=[image_path])
     assert h.store is not None
-    assert h.client is not None
-    seen_page, image = h.store.inbound_seen_page, h.client.inbound_image
-    downloads: list[int] = []
+    seen_page = h.store.inbound_seen_page
 
     async def stale(*args: Any, **kwargs: Any) -> list[InboundFax]:
         rows = await seen_page(*args, **kwargs)
         return [replace(row, state=InboundState.SEEN, next_attempt_at=0.0) for row in rows]
 
-    async def counted(message_id: int) -> InboundImage:
-        downloads.append(message_id)
-        return await image(message_id)
-
     h.store.inbound_seen_page = stale  # type: ignore[method-assign]
-    h.client.inbound_image = counted  # type: ignore[method-assign]
+    downloads = h.count_downloads()
     await h.worker(ROUTE).poll_once()
     assert downloads == [fax_id]
     assert sorted(m.rcpt_tos[0] for m in h.sink.received) == [A, B]
@@ -354,15 +347,7 @@ async def test_a_fax_our_own_template_holds_up_keeps_its_image_and_is_downloaded
     (templates / "inbound.txt.j2").write_text("{{ pages / 0 }}\n")
     pdf = minimal_pdf(pages=2)
     fax_id = await h.control.receive_fax(pdf, phone_number="+12125550100")
-    assert h.client is not None
-    image = h.client.inbound_image
-    downloads: list[int] = []
-
-    async def counted(message_id: int) -> InboundImage:
-        downloads.append(message_id)
-        return await image(message_id)
-
-    h.client.inbound_image = counted  # type: ignore[method-assign]
+    downloads = h.count_downloads()
     await h.worker(ROUTE, templates=templates).poll_once()
     fax = await h.fax(fax_id)
     assert (fax.state, fax.image_size) == (InboundState.DOWNLOADED, len(pdf))
