@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from bridge import maildir
-from bridge.errors import AuthError, BridgeError, PermanentError, TransientError
+from bridge.errors import AuthError, PermanentError, TransientError
 from bridge.imaging import is_pdf
 from bridge.inbound_mail import (
     FaxFacts,
@@ -47,21 +47,12 @@ _SESSION: contextvars.ContextVar[MailSession | None] = contextvars.ContextVar(
 )
 
 
-class Deferred(BridgeError):
-    """This fax cannot go further now; try again after ``delay`` (None: the backoff)."""
-
-    def __init__(self, message: str, *, delay: float | None = None) -> None:
-        super().__init__(message)
-        self.delay = delay
-
-
 class MailOutlet:
     """Writes fax mails and hands them to their channel."""
 
-    def __init__(self, mailer: Mailer, imap: ImapAppend | None, *, imap_missing_delay: float):
+    def __init__(self, mailer: Mailer, imap: ImapAppend | None) -> None:
         self._mailer = mailer
         self._imap = imap
-        self._imap_missing_delay = imap_missing_delay
 
     @property
     def appends_imap(self) -> bool:
@@ -133,10 +124,10 @@ class MailOutlet:
             await self.relay().send(data, sender=sender, recipients=[delivery.recipient])
         elif delivery.channel is DeliveryChannel.MAILDIR:
             await asyncio.to_thread(maildir.deliver, Path(delivery.recipient), data)
-        elif self._imap is not None:
-            await self._imap(data, delivery.recipient, facts.received)
         else:
-            raise Deferred("deliver: imap is not available", delay=self._imap_missing_delay)
+            # The processor holds IMAP deliveries back while there is no IMAP mailbox.
+            assert self._imap is not None
+            await self._imap(data, delivery.recipient, facts.received)
 
     async def notify(
         self, notice: EmailMessage, facts: FaxFacts, admin: str, settings: InboundMailSettings

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from bridge import metrics
 from bridge.errors import AuthError, BridgeError, PermanentError, TransientError
 from bridge.inbound_mail import FaxFacts, build_admin_notice, facts_of
-from bridge.inbound_outlet import Deferred, ImapAppend, LazyImages, MailOutlet
+from bridge.inbound_outlet import ImapAppend, LazyImages, MailOutlet
 from bridge.inbound_plan import plan_deliveries
 from bridge.inbound_settings import InboundSettings
 from bridge.interfax import InterfaxClient
@@ -62,6 +62,14 @@ log = logging.getLogger(__name__)
 NEVER = 253402300799.0  # 9999-12-31T23:59:59Z
 
 
+class Deferred(BridgeError):
+    """This fax cannot go further now; try again after ``delay`` (None: the backoff)."""
+
+    def __init__(self, message: str, *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
 class FaxProcessor:
     """Moves single faxes of the ledger forward; shared by every task of the poller."""
 
@@ -81,7 +89,7 @@ class FaxProcessor:
     ) -> None:
         self._store = store
         self._client = client
-        self._outlet = MailOutlet(mailer, imap, imap_missing_delay=backoff.cap)
+        self._outlet = MailOutlet(mailer, imap)
         self.renderer = renderer
         self.settings = settings
         self._gate = gate
@@ -138,7 +146,13 @@ class FaxProcessor:
 
     def _attaches(self, fax: InboundFax) -> bool:
         decision = self.route(fax)
-        return decision is not None and decision.presentation.attach
+        if decision is None or not decision.presentation.attach:
+            return False
+        return not all(self._stranded(t.channel) for t in decision.targets)
+
+    def _stranded(self, channel: DeliveryChannel) -> bool:
+        """Whether deliveries by ``channel`` cannot be made (IMAP without an IMAP mailbox)."""
+        return channel is DeliveryChannel.IMAP and not self._outlet.appends_imap
 
     async def _process(
         self,
@@ -187,24 +201,28 @@ class FaxProcessor:
         if not plan.deliveries:
             await self._unrouted(fax)
             return None
-        imap = any(t.channel is DeliveryChannel.IMAP for t in targets)
-        if imap and not self._outlet.appends_imap:
-            log.error(
-                "fax %d: its route says deliver: imap, but no IMAP delivery is set up; "
-                "the fax stays unread at InterFAX",
-                fax.message_id,
-            )
-            raise Deferred("deliver: imap is not available", delay=self._backoff.cap)
         presentation = decision.presentation if decision is not None else Presentation()
         # New recipients are promised from the first delivery record on, which keeps them.
         keep = _Keep(recipients=plan.new)
-        todo = plan.todo
-        if not todo:
+        if not plan.todo:
             # Everyone has it (a repeated "done" is harmless and promotes the fax).
             last = plan.deliveries[-1]
             return await self._store.inbound_delivery_done(
                 fax.message_id, last.recipient, last.smtp_message_id or "", now=self._clock()
             )
+        # Folders to fill by IMAP wait, loudly, while no IMAP delivery is set up; everyone
+        # else gets the fax meanwhile.
+        stranded = [d for d in plan.todo if self._stranded(d.channel)]
+        if stranded:
+            log.error(
+                "fax %d: deliver: imap to %s, but no IMAP delivery is set up; "
+                "the fax stays unread at InterFAX",
+                fax.message_id,
+                ", ".join(d.recipient for d in stranded),
+            )
+        todo = [d for d in plan.todo if d not in stranded]
+        if not todo:
+            raise Deferred("deliver: imap is not available", delay=self._backoff.cap)
         facts = self.facts(fax)
         images = None
         if presentation.attach:
@@ -232,6 +250,8 @@ class FaxProcessor:
                 result = outcome
         if failed:
             raise Deferred("delivery failed for " + "; ".join(failed))
+        if stranded:
+            raise Deferred("deliver: imap is not available", delay=self._backoff.cap)
         if result is not None and result.state is InboundState.DELIVERED:
             self._count("faxes_delivered")
             count = len(plan.deliveries)

@@ -15,7 +15,13 @@ import pytest
 
 from bridge.errors import AuthError, PermanentError, TransientError
 from bridge.interfax import InterfaxClient
-from bridge.jobs import DeliveryState, InboundFax, InboundState
+from bridge.jobs import (
+    DeliveryChannel,
+    DeliveryState,
+    InboundFax,
+    InboundRecipient,
+    InboundState,
+)
 from bridge.render import TemplateRenderer
 from bridge.sandbox.server import RunningSandbox
 from tests.conftest import SandboxControl, minimal_pdf
@@ -364,3 +370,30 @@ async def test_a_fax_our_own_template_holds_up_keeps_its_image_and_is_downloaded
     assert downloads == [fax_id]
     assert sorted(m.rcpt_tos[0] for m in h.sink.received) == [A, B]
     assert (await h.fax(fax_id)).state is InboundState.MARKED_READ
+
+
+async def test_a_recorded_imap_delivery_without_imap_waits_while_the_others_are_mailed(
+    h: InboundHarness,
+) -> None:
+    # An older route promised the fax to a folder (recorded), and imap_out is gone since.
+    fax_id = await h.control.receive_fax(minimal_pdf(), phone_number="+12125550100")
+    await h.worker(ROUTE, relay_port=closed_port()).poll_once()  # records A and B, keeps image
+    assert h.store is not None
+    folder = InboundRecipient("Faxes", DeliveryChannel.IMAP)
+    await h.store.inbound_delivery_failed(
+        fax_id, A, "relay unreachable", now=h.clock.now, recipients=[folder]
+    )
+    h.clock.advance(2 * HOUR)
+    await h.worker(ROUTE).poll_once()
+    assert sorted(m.rcpt_tos[0] for m in h.sink.received) == [A, B]
+    fax = await h.fax(fax_id)
+    assert fax.state is InboundState.DOWNLOADED
+    assert "imap is not available" in (fax.last_error or "")
+    assert fax.next_attempt_at >= h.clock.now + HOUR
+    assert await h.image_status(fax_id) == "UNREAD"
+    states = {d.recipient: d.state for d in await h.store.inbound_deliveries(fax_id)}
+    assert states == {
+        A: DeliveryState.DELIVERED,
+        B: DeliveryState.DELIVERED,
+        "Faxes": DeliveryState.PENDING,
+    }
