@@ -22,13 +22,11 @@ it up.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bridge import metrics
 from bridge.errors import AuthError, BridgeError
 from bridge.inbound_outlet import ImapAppend
 from bridge.inbound_process import NEVER, FaxProcessor
@@ -122,9 +120,6 @@ class InboundWorker:
         self._pending_limit = pending_limit
         self._poll_backoff = poll_backoff
         self._failures = 0
-        #: Running totals for metrics: faxes_delivered, faxes_marked_read, faxes_unrouted,
-        #: mails_delivered, delivery_failures, too_large, admin_notices, polls, poll_errors.
-        self.counters: collections.Counter[str] = collections.Counter()
         self._processor = FaxProcessor(
             store,
             client,
@@ -133,17 +128,15 @@ class InboundWorker:
             settings,
             gate=gate,
             backoff=backoff or Backoff(base=60.0, cap=3600.0),
-            counters=self.counters,
             imap=imap,
             clock=clock,
         )
-        self._concurrency = settings.concurrency
+        #: Running totals for metrics: faxes_delivered, faxes_marked_read, faxes_unrouted,
+        #: mails_delivered, delivery_failures, too_large, admin_notices, polls, poll_errors.
+        self.counters = self._processor.counters
+        self._count = self._processor.count
         self._semaphore = asyncio.Semaphore(settings.concurrency)
         self.heartbeat = Heartbeat(settings.poll_interval)
-
-    def _count(self, event: str) -> None:
-        self.counters[event] += 1
-        metrics.INBOUND.inc(event=event)
 
     @property
     def settings(self) -> InboundSettings:
@@ -152,12 +145,11 @@ class InboundWorker:
 
     def replace_settings(self, settings: InboundSettings, renderer: TemplateRenderer) -> None:
         """Use new routes, templates and limits from the next fax on (reload)."""
+        if settings.concurrency != self.settings.concurrency:
+            # Faxes in flight keep the old semaphore; new ones take the new bound.
+            self._semaphore = asyncio.Semaphore(settings.concurrency)
         self._processor.settings = settings
         self._processor.renderer = renderer
-        if settings.concurrency != self._concurrency:
-            # Faxes in flight keep the old semaphore; new ones take the new bound.
-            self._concurrency = settings.concurrency
-            self._semaphore = asyncio.Semaphore(settings.concurrency)
         self.heartbeat.period = settings.poll_interval
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -287,7 +279,7 @@ class InboundWorker:
             report.unrouted += 1
         if before.state in working and after.state not in (*working, InboundState.UNROUTED):
             report.delivered += 1
-        if before.state is not after.state is InboundState.MARKED_READ:
+        if after.state is InboundState.MARKED_READ and before.state is not after.state:
             report.marked_read += 1
 
 

@@ -249,9 +249,9 @@ def _page_notes(pdf: bytes | None, expected: int) -> list[str]:
     return []
 
 
-def template_names(presentation: Presentation) -> tuple[str, str]:
-    """The text and HTML templates a route uses."""
-    base = presentation.template or "inbound"
+def template_names(template: str | None) -> tuple[str, str]:
+    """The text and HTML templates of a route's ``template`` (None: the default)."""
+    base = template or "inbound"
     return f"{base}.txt.j2", f"{base}.html.j2"
 
 
@@ -316,7 +316,7 @@ def fax_mail_bytes(
         "notify_only": not attachments,
         "notes": notes,
     }
-    text_name, html_name = template_names(presentation)
+    text_name, html_name = template_names(presentation.template)
     fallback = recipient if channel is DeliveryChannel.SMTP else settings.sender.addr_spec
     linesep = "\n" if channel is DeliveryChannel.MAILDIR else "\r\n"
     message_id = fax_message_id(

@@ -83,7 +83,6 @@ class FaxProcessor:
         *,
         gate: AuthGate,
         backoff: Backoff,
-        counters: collections.Counter[str],
         imap: ImapAppend | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -94,7 +93,8 @@ class FaxProcessor:
         self.settings = settings
         self._gate = gate
         self._backoff = backoff
-        self._counters = counters
+        #: Running totals, by event (see :meth:`count`).
+        self.counters: collections.Counter[str] = collections.Counter()
         self._clock = clock
 
     def batch(self) -> contextlib.AbstractAsyncContextManager[None]:
@@ -115,8 +115,9 @@ class FaxProcessor:
         mail = self.settings.mail
         return facts_of(fax, timezone=mail.timezone, default_country=mail.default_country)
 
-    def _count(self, event: str) -> None:
-        self._counters[event] += 1
+    def count(self, event: str) -> None:
+        """Count ``event`` in :attr:`counters` and in the metrics."""
+        self.counters[event] += 1
         metrics.INBOUND.inc(event=event)
 
     async def take(
@@ -253,7 +254,7 @@ class FaxProcessor:
         if stranded:
             raise Deferred("deliver: imap is not available", delay=self._backoff.cap)
         if result is not None and result.state is InboundState.DELIVERED:
-            self._count("faxes_delivered")
+            self.count("faxes_delivered")
             count = len(plan.deliveries)
             log.info("fax %d: delivered to %d recipient(s)", fax.message_id, count)
         return result
@@ -313,10 +314,10 @@ class FaxProcessor:
                     facts, delivery, presentation, None, self.settings.mail, self.renderer, note
                 )
                 await self._outlet.send(delivery, data, facts, self.settings.mail)
-                self._count("too_large")
+                self.count("too_large")
         except (TransientError, PermanentError, AuthError) as exc:
             return await self._failed(facts, delivery, exc, keep)
-        self._count("mails_delivered")
+        self.count("mails_delivered")
         return await self._store.inbound_delivery_done(
             facts.message_id,
             delivery.recipient,
@@ -339,7 +340,7 @@ class FaxProcessor:
             details = {"recipient": delivery.recipient, "error": str(exc)}
             permanent = await self._tell_admin(facts, "rejected", details)
         log.warning("fax %d: delivery to %s failed: %s", facts.message_id, delivery.recipient, exc)
-        self._count("delivery_failures")
+        self.count("delivery_failures")
         await self._store.inbound_delivery_failed(
             facts.message_id,
             delivery.recipient,
@@ -371,7 +372,7 @@ class FaxProcessor:
             last_error=f"no route for {facts.number}",
         )
         if moved is not None:
-            self._count("faxes_unrouted")
+            self.count("faxes_unrouted")
 
     async def _tell_admin(self, facts: FaxFacts, problem: str, details: Mapping[str, str]) -> bool:
         """Send a notice to mail.admin; False only when it should be tried again later."""
@@ -390,7 +391,7 @@ class FaxProcessor:
         )
         if not await self._outlet.notify(notice, facts, admin, self.settings.mail):
             return False
-        self._count("admin_notices")
+        self.count("admin_notices")
         return True
 
     # -- marking, scheduling ------------------------------------------------------------
@@ -425,7 +426,8 @@ class FaxProcessor:
             last_error=error,
             durable=False,
         )
-        self._count("faxes_marked_read")
+        if marked is not None:
+            self.count("faxes_marked_read")
         return marked
 
     async def _later(

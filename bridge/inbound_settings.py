@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bridge.config import Config
-from bridge.inbound_mail import ADMIN_TEMPLATE, InboundMailSettings
+from bridge.inbound_mail import ADMIN_TEMPLATE, InboundMailSettings, template_names
 from bridge.mailbuild import MailAddress
 from bridge.routing import RoutingTable
 
@@ -55,7 +55,7 @@ def required_templates(config: Config) -> tuple[str, ...]:
     routes = [*inbound.routes.values(), *inbound.sender_routes]
     if inbound.default_route is not None:
         routes.append(inbound.default_route)
-    names = ["inbound.txt.j2", "inbound.html.j2", ADMIN_TEMPLATE]
+    names = [*template_names(None), ADMIN_TEMPLATE]
     for base in sorted({r.template for r in routes if r.template is not None}):
-        names += [f"{base}.txt.j2", f"{base}.html.j2"]
+        names += template_names(base)
     return tuple(names)

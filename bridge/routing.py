@@ -138,6 +138,7 @@ def normalise_number(text: str | None, default_country: str | None) -> str | Non
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def _national_part(e164: str) -> str | None:
     try:
         parsed = phonenumbers.parse(e164, None)
