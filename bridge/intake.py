@@ -22,6 +22,7 @@ from bridge.config import Config
 from bridge.jobs import MessageSource, NewJob, RateLimitCheck, RateLimited
 from bridge.mailmodel import MailRefusal, ParseLimits
 from bridge.mailparse import parse_headers
+from bridge.mailtext import ascii_lower
 from bridge.numbers import (
     DestinationPolicy,
     FaxNumber,
@@ -80,9 +81,10 @@ class RateLimitSettings:
 
     def checks(self, sender: str) -> tuple[RateLimitCheck, ...]:
         """The store-level checks for one message from ``sender``."""
+        key = f"sender:{ascii_lower(sender)}"  # as authorisation compares: Alice@ is alice@
         wanted = (
-            (f"sender:{sender}", _HOUR, self.sender_per_hour),
-            (f"sender:{sender}", _DAY, self.sender_per_day),
+            (key, _HOUR, self.sender_per_hour),
+            (key, _DAY, self.sender_per_day),
             ("global", _HOUR, self.global_per_hour),
             ("global", _DAY, self.global_per_day),
         )

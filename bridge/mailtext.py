@@ -8,6 +8,7 @@
 * :func:`unflow` undoes RFC 3676 ``format=flowed`` soft line breaks.
 * :func:`has_real_text` decides whether a body says anything beyond quoted
   history, reply attributions, forwarded Outlook headers and a signature.
+* :func:`ascii_lower` and :func:`has_control` compare and check addresses.
 
 Every scanner here is linear in its input: hostile bodies cannot make it slow.
 """
@@ -17,6 +18,19 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(text: str) -> str:
+    """``text`` with ASCII letters lowered only: str.lower() folds e.g. KELVIN SIGN to "k"."""
+    return text.translate(_ASCII_LOWER)
+
+
+def has_control(text: str) -> bool:
+    """Whether ``text`` holds a C0, DEL or C1 control, or a Unicode line separator."""
+    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or ch in "\u2028\u2029" for ch in text)
+
 
 # Characters that never belong in a one-line value: controls, format characters
 # (bidi overrides can disguise "gpj.exe" as "exe.jpg"), surrogates, private use.

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import phonenumbers
 
+from bridge.mailtext import ascii_lower, has_control
+
 # RFC 5321 §4.5.3.1: local part <= 64 octets, forward path <= 256 (with brackets).
 _MAX_LOCAL_LEN = 64
 _MAX_ADDRESS_LEN = 254
@@ -41,7 +43,6 @@ _IGNORED_PUNCTUATION = str.maketrans("", "", " -().")
 _NUMBER_RE = re.compile(r"\+?[0-9]+", re.ASCII)
 _LOCAL_CHARS_RE = re.compile(r"[0-9+ \-().]+", re.ASCII)
 _PREFIX_RE = re.compile(r"\+[0-9]{1,15}", re.ASCII)
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 #: phonenumbers' region code for non-geographic numbers (+800, +870, +883, ...).
 NON_GEOGRAPHIC_REGION = "001"
@@ -124,23 +125,13 @@ def _bad(reason: str, metric: str) -> RecipientRefusal:
     return RecipientRefusal(553, "5.1.3", reason, metric)
 
 
-def _has_control(text: str) -> bool:
-    # C0, DEL and C1 controls, plus Unicode line and paragraph separators.
-    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or ch in "\u2028\u2029" for ch in text)
-
-
-def _ascii_lower(text: str) -> str:
-    # str.lower() would fold e.g. KELVIN SIGN to "k": compare ASCII only.
-    return text.translate(_ASCII_LOWER)
-
-
 def _check_shape(address: str, fax_domain: str) -> RecipientRefusal | str:
     """Return the local part of ``address``, or refuse the address for its shape."""
     if not address:
         return _bad("empty recipient address", "empty_address")
     if len(address) > _MAX_ADDRESS_LEN:
         return _bad("recipient address is too long", "too_long")
-    if _has_control(address):
+    if has_control(address):
         return _bad("control characters are not allowed in the address", "control_chars")
     if address.startswith("@"):
         return _bad("source routes are not accepted", "source_route")
@@ -151,7 +142,7 @@ def _check_shape(address: str, fax_domain: str) -> RecipientRefusal | str:
     local, domain = address.split("@")
     if not local or not domain:
         return _bad("the address has an empty part", "bad_syntax")
-    if not domain.isascii() or _ascii_lower(domain) != _ascii_lower(fax_domain):
+    if not domain.isascii() or ascii_lower(domain) != ascii_lower(fax_domain):
         return RecipientRefusal(
             550, "5.7.1", f"relaying denied: only <number>@{fax_domain} is accepted", "relay_denied"
         )

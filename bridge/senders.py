@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from email import policy as email_policy
 from email.headerregistry import AddressHeader, BaseHeader
 
+from bridge.mailtext import ascii_lower, has_control
+
 _MAX_VALUE_LEN = 998
 _MAX_LOCAL_LEN = 64
 _MAX_DOMAIN_LEN = 253
@@ -44,17 +46,6 @@ _DOMAIN_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*", re.ASCII)
 # Unquoted dots in a display name ("J. Smith <j@ex.org>") are common and harmless;
 # every other defect (routes, junk after the address, a second address) refuses.
 _TOLERATED_DEFECTS = frozenset({"period in 'phrase'"})
-
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def _lower(text: str) -> str:
-    # ASCII only: str.lower() folds e.g. KELVIN SIGN to "k".
-    return text.translate(_ASCII_LOWER)
-
-
-def _has_control(text: str) -> bool:
-    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or ch in "\u2028\u2029" for ch in text)
 
 
 def _has_unquoted_separator(value: str) -> bool:
@@ -102,7 +93,7 @@ def parse_single_address(value: str) -> str | None:
     The domain is returned lower-cased (ASCII), the local part as written.
     """
     value = str(value)
-    if not value or len(value) > _MAX_VALUE_LEN or _has_control(value):
+    if not value or len(value) > _MAX_VALUE_LEN or has_control(value):
         return None
     if value.count("@") != 1 or _has_unquoted_separator(value):
         return None
@@ -127,7 +118,7 @@ def parse_single_address(value: str) -> str | None:
         return None
     if f"{local}@{domain}" not in value:
         return None
-    return f"{local}@{_lower(domain)}"
+    return f"{local}@{ascii_lower(domain)}"
 
 
 @dataclass(frozen=True)
@@ -154,7 +145,7 @@ class SenderPolicy:
                 domain = text[2:]
                 if not _valid_domain(domain):
                     raise ValueError(f"invalid sender pattern: {entry!r}")
-                normalised.append("*@" + _lower(domain))
+                normalised.append("*@" + ascii_lower(domain))
                 continue
             if "*" in text:
                 raise ValueError(
@@ -162,14 +153,14 @@ class SenderPolicy:
                 )
             address = parse_single_address(text)
             # Only a bare addr-spec round-trips; "Alice <a@ex.org>" is a typo here.
-            if address is None or _lower(address) != _lower(text):
+            if address is None or ascii_lower(address) != ascii_lower(text):
                 raise ValueError(f"invalid sender address: {entry!r} (use a bare address)")
-            normalised.append(_lower(address))
+            normalised.append(ascii_lower(address))
         object.__setattr__(self, "allowed", tuple(normalised))
 
     def allows(self, address: str) -> bool:
         """True when the bare ``address`` (from :func:`parse_single_address`) is listed."""
-        wanted = _lower(address)
+        wanted = ascii_lower(address)
         _, at, domain = wanted.rpartition("@")
         if not at:
             return False
@@ -260,9 +251,9 @@ def auto_submitted_marker(headers: Iterable[tuple[str, str]]) -> str | None:
     * ``Content-Type: multipart/report``: a bounce (DSN) or read receipt (MDN).
     """
     for name, raw in headers:
-        key = _lower(str(name).strip())
+        key = ascii_lower(str(name).strip())
         # Drop an RFC 5322 comment or parameters: "auto-replied (vacation)".
-        value = _lower(re.split(r"[\s(;]", str(raw).strip(), maxsplit=1)[0])
+        value = ascii_lower(re.split(r"[\s(;]", str(raw).strip(), maxsplit=1)[0])
         if key in _HUMAN_VALUES and value not in _HUMAN_VALUES[key]:
             return str(name)
         if key == "precedence" and value in _AUTOMATIC_PRECEDENCE:

@@ -65,3 +65,15 @@ async def test_a_message_whose_recipients_exceed_the_limit_is_refused_whole(
         assert str(await _offer(bridge.smtp_port, 1, rcpts=three)) == RATE_LIMITED
         assert (await _offer(bridge.smtp_port, 2, rcpts=three[:2])).code == 250
     assert _senders(tmp_path) == [ALICE, ALICE]
+
+
+async def test_changing_the_case_of_the_sender_does_not_buy_a_new_quota(tmp_path: Path) -> None:
+    limits = {"rate_limits": {"per_sender": {"per_hour": 2}}}
+    local, _, domain = ALICE.partition("@")
+    shouting = f"{local.upper()}@{domain}"
+    async with bridge_with(tmp_path, outbound=limits) as bridge:
+        assert (await _offer(bridge.smtp_port, 1)).code == 250
+        assert (await _offer(bridge.smtp_port, 2, sender=shouting)).code == 250
+        assert str(await _offer(bridge.smtp_port, 3, sender=local.title() + "@" + domain)) == (
+            RATE_LIMITED
+        )
