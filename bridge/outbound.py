@@ -143,7 +143,12 @@ class Submitter:
             self._wake.clear()
             try:
                 if abandoned:
-                    await self._store.recover_interrupted(self._clock())
+                    recovered = await self._store.recover_interrupted(self._clock())
+                    if recovered.in_doubt:
+                        log.warning(
+                            "%d job(s) were being submitted when we stopped: reconciling them",
+                            recovered.in_doubt,
+                        )
                     abandoned = False
                 worked = await self.run_once()
             except TransientError as exc:  # the store itself is unwell: back off briefly

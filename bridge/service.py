@@ -126,12 +126,6 @@ class Service:
         templates = wiring.renderer(config)
         self._lock = _lock_state_dir(config.state_dir)
         self._store = store = await Store.open(config.state_dir)
-        recovered = await store.recover_interrupted(time.time())
-        if recovered.in_doubt:
-            log.warning(
-                "%d job(s) were being submitted when we stopped: reconciling them",
-                recovered.in_doubt,
-            )
         self._client = client = wiring.interfax_client(config)
         mailer = Mailer(wiring.relay_settings(config))
         self._gate = gate = AuthGate("InterFAX")

@@ -208,10 +208,11 @@ class OutboundStore(StoreBase):
         return await self._write(run)
 
     async def recover_interrupted(self, now: float) -> RecoveryReport:
-        """At start-up, move every SUBMITTING job to IN_DOUBT (the POST may have gone out).
+        """Move every SUBMITTING job to IN_DOUBT (the POST may have gone out).
 
-        Only the service calls this, before its workers start: a second process
-        must not, as it would take live submissions for interrupted ones. The
+        Only the submitter calls this, when it starts and after an error, while it has
+        no submission in flight: another process must not, as it would take live
+        submissions for interrupted ones. The
         inbound ledger needs no recovery: it has no in-flight state (a delivery
         cut short stays PENDING and is retried under the same Message-ID).
         """
