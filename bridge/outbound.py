@@ -178,6 +178,11 @@ class Submitter:
             return self._settings.idle_poll
         return min(self._settings.idle_poll, max(0.0, due - self._clock()))
 
+    def _pause(self, exc: AuthError) -> None:
+        """InterFAX refused our credentials: pause everything, counting from now."""
+        self._gate.pause(str(exc))
+        self._pause_mark = self._pause_mark or self._clock()
+
     async def run_once(self) -> bool:
         """Handle at most one due job; True when there was one.
 
@@ -259,8 +264,7 @@ class Submitter:
         try:
             fax_id = await self._client.send_fax(job.destination, built.documents, options)
         except AuthError as exc:
-            self._gate.pause(str(exc))
-            self._pause_mark = self._pause_mark or self._clock()
+            self._pause(exc)
             await self._back_to(job, JobState.ACCEPTED, self._clock(), str(exc))
         except AmbiguousError as exc:
             log.warning("%s: submission outcome unknown, reconciling: %s", job.label, exc)
@@ -285,8 +289,7 @@ class Submitter:
         try:
             found = await self._client.search(reference=job.reference)
         except AuthError as exc:
-            self._gate.pause(str(exc))
-            self._pause_mark = self._pause_mark or self._clock()
+            self._pause(exc)
             await self._back_to(job, JobState.IN_DOUBT, now, str(exc))
             return
         except Exception as exc:
