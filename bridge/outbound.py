@@ -178,6 +178,10 @@ class Submitter:
             return self._settings.idle_poll
         return min(self._settings.idle_poll, max(0.0, due - self._clock()))
 
+    def replace_builder(self, builder: Builder) -> None:
+        """Build faxes with new templates and outbound settings from the next job on."""
+        self._builder = builder
+
     def _pause(self, exc: AuthError) -> None:
         """InterFAX refused our credentials: pause everything, counting from now."""
         self._gate.pause(str(exc))

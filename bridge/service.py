@@ -104,6 +104,7 @@ class Service:
         self.listener: SmtpListener | None = None
         self.intake: Intake | None = None
         self._reporter: Reporter | None = None
+        self._submitter: Submitter | None = None
         self._reload_task: asyncio.Task[bool] | None = None
         self._status: StatusServer | None = None
         self._gate: AuthGate | None = None
@@ -142,16 +143,17 @@ class Service:
         # A report the last process was sending when it died must not wait out its lease.
         await self._reporter.resume_interrupted(time.time())
         self._mailer = mailer
+        self._submitter = Submitter(
+            store,
+            client,
+            wiring.fax_builder(config, templates),
+            wiring.submit_settings(config),
+            gate=gate,
+            wake=submit_wake,
+            finished=report_wake,
+        )
         self._workers = [
-            Submitter(
-                store,
-                client,
-                wiring.fax_builder(config, templates),
-                wiring.submit_settings(config),
-                gate=gate,
-                wake=submit_wake,
-                finished=report_wake,
-            ),
+            self._submitter,
             StatusPoller(
                 store,
                 client,
@@ -311,6 +313,8 @@ class Service:
                 tls_cert=old_listen.tls_cert,
                 tls_key=old_listen.tls_key,
             )
+        if self._submitter is not None:
+            self._submitter.replace_builder(wiring.fax_builder(new, templates))
         if self._reporter is not None:
             self._reporter.replace_settings(wiring.report_settings(new), templates)
         self._reload_inbound(new, templates)

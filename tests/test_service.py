@@ -237,6 +237,42 @@ async def test_reload_applies_trusted_networks_to_the_running_listener(
         await service.shutdown()
 
 
+async def test_reload_gives_the_submitter_the_new_outbound_settings(
+    tmp_path: Path, sandbox: RunningSandbox, sink: RunningSink
+) -> None:
+    from bridge.config import load_config
+    from bridge.jobs import JobState
+    from bridge.service import Service
+    from tests.bridge_harness import ALICE, RunningBridge, eventually
+
+    path = tmp_path / "config.yaml"
+    state = tmp_path / "state"
+    text = bridge_yaml(
+        state, interfax_url=sandbox.base_url, relay_port=sink.port, outbound="body: auto\n"
+    )
+    path.write_text(text)
+    service = Service(load_config(path), config_path=path, notifier=SystemdNotifier({}))
+    await service.start()
+    try:
+        # With the body ignored, a mail of text only leaves nothing to fax.
+        path.write_text(text.replace("body: auto", "body: ignore"))
+        assert await service.reload()
+        assert service.listener is not None
+        text_only = (
+            f"From: {ALICE}\r\nTo: +12125550100@fax.local\r\nSubject: hello\r\n"
+            "Message-ID: <reload-body@clinic.example.org>\r\n\r\nJust some text.\r\n"
+        ).encode()
+        await RunningBridge(service, service.listener.port).send(text_only)
+
+        async def settled() -> list[object]:
+            return await service.store.jobs([JobState.FAILED, JobState.REPORTED])
+
+        [job] = await eventually(settled, what="the job to fail and be reported")
+        assert "nothing to fax" in (job.last_error or "")
+    finally:
+        await service.shutdown()
+
+
 async def test_a_second_service_on_the_same_state_dir_refuses_to_start(
     tmp_path: Path, sandbox: RunningSandbox, sink: RunningSink
 ) -> None:
