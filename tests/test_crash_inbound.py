@@ -177,3 +177,6 @@ async def test_sigkill_at_each_inbound_step_ends_with_one_mail_each_and_the_fax_
     total = Counter(m for f in faxes for m in _mails_for(sink, f))
     # Only the kill right after a 250 may repeat a mail, and then with the same Message-ID.
     assert sum(total.values()) <= len(faxes) * len(RECIPIENTS) + 1
+    # And nothing else reached the relay: no copy under another Message-ID.
+    everything = Counter((m.rcpt_tos[0], str(m.parsed()["Message-ID"])) for m in sink.received)
+    assert everything == total

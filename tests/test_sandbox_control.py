@@ -6,9 +6,9 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import ssl
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -98,16 +98,6 @@ async def test_faults_apply_before_authentication(sandbox: RunningSandbox) -> No
     async with httpx.AsyncClient(base_url=sandbox.base_url) as http:
         await http.post("/_sandbox/faults", json={"error_rate": 1})
         assert (await http.get("/outbound/faxes")).status_code == 503
-
-
-async def test_latency_delays_matching_requests(
-    sandbox_api: httpx.AsyncClient, sandbox_control: SandboxControl
-) -> None:
-    await sandbox_control.faults(latency_ms=60, paths=["/accounts"])
-    started = time.monotonic()
-    assert (await sandbox_api.get("/accounts/self/ppcards/balance")).status_code == 200
-    # A lower bound only: asyncio.sleep never returns early, so this cannot flake.
-    assert time.monotonic() - started >= 0.06
 
 
 async def test_fault_configuration_is_shown_validated_and_cleared(sandbox: RunningSandbox) -> None:
@@ -362,9 +352,11 @@ async def test_cli_serves_until_sigterm() -> None:
 
 async def test_ipv6_loopback_with_brackets() -> None:
     try:
-        async with running_sandbox(sandbox_settings(host="[::1]")) as sandbox:
-            assert sandbox.base_url.startswith("http://[::1]:")
-            async with httpx.AsyncClient(base_url=sandbox.base_url, auth=("user", "secret")) as api:
-                assert (await api.get("/accounts/self/ppcards/balance")).status_code == 200
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
     except OSError as exc:  # pragma: no cover - hosts without IPv6
         pytest.skip(f"no IPv6 loopback here: {exc}")
+    async with running_sandbox(sandbox_settings(host="[::1]")) as sandbox:
+        assert sandbox.base_url.startswith("http://[::1]:")
+        async with httpx.AsyncClient(base_url=sandbox.base_url, auth=("user", "secret")) as api:
+            assert (await api.get("/accounts/self/ppcards/balance")).status_code == 200

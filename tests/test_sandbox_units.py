@@ -350,3 +350,16 @@ async def test_rate_limit_window_slides_and_retry_after_counts_down() -> None:
     assert (limited.status, limited.code, limited.headers["Retry-After"]) == (429, -1011, "30")
     clock.now = 60
     assert await faults.before("/x") is None  # the first hit left the window
+
+
+async def test_latency_waits_before_matching_paths_only() -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    faults = Faults(sleep=sleep)
+    faults.configure(FaultSettings(latency_ms=60, paths=("/accounts",)))
+    assert await faults.before("/accounts/self/ppcards/balance") is None
+    assert await faults.before("/outbound/faxes") is None
+    assert waits == [0.06]

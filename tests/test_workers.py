@@ -8,19 +8,26 @@ from bridge.workers import Backoff, Heartbeat, sleep_or_stop
 
 
 class CountingHeartbeat(Heartbeat):
-    def __init__(self, period: float) -> None:
+    """Counts beats, and ends the wait (sets ``stopping``) at the third."""
+
+    def __init__(self, period: float, stopping: asyncio.Event) -> None:
         super().__init__(period)
         self.beats = 0
+        self._stopping = stopping
 
     def beat(self) -> None:
         self.beats += 1
+        if self.beats == 3:
+            self._stopping.set()
         super().beat()
 
 
 async def test_a_long_deliberate_wait_keeps_beating_so_the_watchdog_stays_fed() -> None:
-    heartbeat = CountingHeartbeat(period=0.01)
-    await sleep_or_stop(asyncio.Event(), 0.1, heartbeat=heartbeat)
-    assert heartbeat.beats >= 2
+    # An hour's wait that only the third beat ends: without beats it would hang.
+    stopping = asyncio.Event()
+    heartbeat = CountingHeartbeat(period=0.01, stopping=stopping)
+    await asyncio.wait_for(sleep_or_stop(stopping, 3600, heartbeat=heartbeat), 30)
+    assert heartbeat.beats == 3
 
 
 async def test_sleep_returns_at_once_when_stopping_or_woken() -> None:

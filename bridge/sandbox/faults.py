@@ -22,7 +22,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
 from bridge.sandbox import errors
@@ -81,9 +81,11 @@ class Faults:
         self,
         clock: Callable[[], float] = time.monotonic,
         chance: Callable[[], float] = random.random,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._clock = clock
         self._chance = chance
+        self._sleep = sleep
         self.settings = FaultSettings()
         self._drops_left = 0
         self._hits: deque[float] = deque()
@@ -114,7 +116,7 @@ class Faults:
         if not self._applies(path):
             return None
         if self.settings.latency_ms:
-            await asyncio.sleep(self.settings.latency_ms / 1000)
+            await self._sleep(self.settings.latency_ms / 1000)
         limit = self.settings.rate_limit_per_minute
         if limit:
             now = self._clock()
