@@ -19,7 +19,7 @@ import signal
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from bridge import headersafe, wiring
 from bridge.config import Config, load_config
@@ -42,6 +42,9 @@ from bridge.smtp_server import SmtpListener
 from bridge.status_poller import StatusPoller
 from bridge.store import Store
 from bridge.workers import AuthGate, Worker
+
+if TYPE_CHECKING:
+    from bridge.imap_intake import ImapIntakeWorker  # needs the optional [imap] extra
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,7 @@ class Service:
         self.intake: Intake | None = None
         self._reporter: Reporter | None = None
         self._submitter: Submitter | None = None
+        self._imap_intake: ImapIntakeWorker | None = None
         self._reload_task: asyncio.Task[bool] | None = None
         self._status: StatusServer | None = None
         self._gate: AuthGate | None = None
@@ -179,7 +183,8 @@ class Service:
             )
             self._workers.append(self._inbound)
         if config.imap_in is not None:
-            self._workers.append(wiring.imap_intake(config, store, self.intake, mailer))
+            self._imap_intake = wiring.imap_intake(config, store, self.intake, mailer)
+            self._workers.append(self._imap_intake)
         listen = wiring.listener_settings(config)
         if listen is not None:
             users = (
@@ -214,6 +219,9 @@ class Service:
             reasons.append("shutting down")
         if self._gate is not None and self._gate.paused:
             reasons.append(f"InterFAX refuses our credentials ({self._gate.reason})")
+        trouble = self._imap_intake.trouble if self._imap_intake is not None else None
+        if trouble is not None:
+            reasons.append(f"IMAP intake fails: {trouble}")
         reasons += [
             f"{w.name} makes no progress" for w in self._workers if not w.heartbeat.healthy()
         ]

@@ -34,10 +34,10 @@ from bridge.render import TemplateRenderer
 from bridge.reports import Notify, ReportSettings
 from bridge.smtp_server import ListenerSettings
 from bridge.store import Store
-from bridge.workers import Worker
 
 if TYPE_CHECKING:
     from bridge.imap_delivery import ImapDelivery
+    from bridge.imap_intake import ImapIntakeWorker
     from bridge.intake import Intake
     from bridge.mailer import Mailer
 
@@ -198,7 +198,7 @@ def imap_delivery(section: ImapConnection) -> ImapDelivery:
     return ImapDelivery(ImapSettings.from_config(section))
 
 
-def imap_intake(config: Config, store: Store, intake: Intake, mailer: Mailer) -> Worker:
+def imap_intake(config: Config, store: Store, intake: Intake, mailer: Mailer) -> ImapIntakeWorker:
     """The worker taking fax requests from the ``imap_in`` mailbox."""
     from bridge.imap_intake import ImapIntakeSettings, ImapIntakeWorker
     from bridge.imap_refusal import MailRefusalNotifier

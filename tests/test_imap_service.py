@@ -147,3 +147,19 @@ async def test_probe_logs_in_to_both_mailboxes_and_names_the_one_that_fails(
     ok, detail = by_name["IMAP delivery"]
     assert not ok
     assert detail
+
+
+async def test_a_mailbox_that_refuses_our_login_makes_the_service_not_ready(
+    tmp_path: Path, dovecot: Dovecot, sandbox: RunningSandbox, sink: RunningSink
+) -> None:
+    user = dovecot.add_user()
+    extra = _imap("imap_in", dovecot, user).replace(f"password: {PASSWORD}", "password: wrong")
+    config = load(_config_text(tmp_path, sandbox, sink, extra), tmp_path)
+    async with running_bridge(config) as bridge:
+
+        async def refused() -> list[str]:
+            ready, reasons = bridge.service.readiness()
+            return [] if ready else reasons
+
+        [reason] = await eventually(refused, what="readiness to name the IMAP failure")
+        assert reason.startswith("IMAP intake fails: ImapAuthError")
