@@ -112,9 +112,10 @@ class StatusServer:
             app, log_level="warning", access_log=False, timeout_graceful_shutdown=2
         )
         self._server = _Server(self._config)
-        self._sock = socket.socket(
-            socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM
-        )
+        # IPPROTO_TCP explicitly: asyncio disables Nagle only on accepted sockets whose
+        # proto says TCP (without it every response with a body waits for an ACK).
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self._task: asyncio.Task[None] | None = None

@@ -162,7 +162,7 @@ class ImapIntakeWorker:
                 return
             delay = self._backoff.delay(self._failures)
             log.info("IMAP intake: reconnecting in %.1fs", delay)
-            await self._pause(stopping, delay)
+            await sleep_or_stop(stopping, delay, heartbeat=self.heartbeat)
 
     def _failed(self, exc: BaseException) -> None:
         self._failures += 1
@@ -197,16 +197,9 @@ class ImapIntakeWorker:
                     )
                 else:
                     self.counters["polls"] += 1
-                    await self._pause(stopping, s.poll_interval)
+                    await sleep_or_stop(stopping, s.poll_interval, heartbeat=self.heartbeat)
         finally:
             await client.close()
-
-    async def _pause(self, stopping: asyncio.Event, seconds: float) -> None:
-        """Wait, beating the heartbeat: waiting on purpose is not being stuck."""
-        deadline = time.monotonic() + seconds
-        while not stopping.is_set() and (left := deadline - time.monotonic()) > 0:
-            await sleep_or_stop(stopping, min(left, self.heartbeat.period))
-            self.heartbeat.beat()
 
     # -- one pass -------------------------------------------------------------------------
 
