@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -384,8 +385,7 @@ class ImapClient:
         return frozenset(str(c).upper() for c in self._imap.protocol.capabilities)
 
     def _tls_context(self) -> ssl.SSLContext:
-        cafile = str(self._settings.ca_bundle) if self._settings.ca_bundle else None
-        return ssl.create_default_context(cafile=cafile)
+        return _tls_context(str(self._settings.ca_bundle) if self._settings.ca_bundle else None)
 
     async def _starttls(self, library: Any) -> None:
         if "STARTTLS" not in self._capabilities:
@@ -529,3 +529,9 @@ class ImapClient:
 def _is_change(line: bytes) -> bool:
     words = line.split()
     return len(words) >= 2 and words[0].isdigit() and words[1].upper() in _CHANGES
+
+
+@functools.lru_cache(maxsize=8)
+def _tls_context(cafile: str | None) -> ssl.SSLContext:
+    """One context per CA bundle: building one reads the CA store, on the event loop."""
+    return ssl.create_default_context(cafile=cafile)

@@ -22,10 +22,11 @@ for a refused login, transient errors for everything worth retrying.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from bridge.imap import ImapClient, ImapSettings
 from bridge.imap_message import message_id_of
@@ -54,23 +55,16 @@ class ImapDelivery:
         """The mailbox faxes go to."""
         return self._settings
 
-    async def append_fax_mail(
-        self, message_bytes: bytes, folder: str, internal_date: datetime | float
-    ) -> None:
-        """Put one fax mail into ``folder``, unread, dated ``internal_date`` (the receive time).
+    async def append_fax_mail(self, message_bytes: bytes, folder: str, received: datetime) -> None:
+        """Put one fax mail into ``folder``, unread, dated ``received`` (aware).
 
-        ``internal_date`` is an aware datetime or epoch seconds. Returns once the server
-        answered OK (or the same Message-ID is already in the folder); raises a typed
-        :class:`~bridge.imap.ImapError` otherwise.
+        Returns once the server answered OK (or the same Message-ID is already in the
+        folder); raises a typed :class:`~bridge.imap.ImapError` otherwise.
         """
-        if isinstance(internal_date, datetime):
-            if internal_date.tzinfo is None:
-                raise ValueError("internal_date must carry a time zone")
-            moment = internal_date
-        else:
-            moment = datetime.fromtimestamp(internal_date, UTC)
-        data = _LINE_END.sub(b"\r\n", message_bytes)  # IMAP literals use CRLF
-        message_id = message_id_of(data)
+        if received.tzinfo is None:  # before connecting, not halfway through
+            raise ValueError("the receive time must carry a time zone")
+        # Line ends and the Message-ID take a pass over the whole mail: not on the loop.
+        data, message_id = await asyncio.to_thread(_literal, message_bytes)
         async with self._client_factory(self._settings) as client:
             await client.ensure_folder(folder)
             if message_id is not None:
@@ -80,5 +74,11 @@ class ImapDelivery:
                         "IMAP: %s is already in %r; not appending it again", message_id, folder
                     )
                     return
-            await client.append(folder, data, internal_date=moment)
+            await client.append(folder, data, internal_date=received)
         log.info("IMAP: appended a fax mail (%d bytes) to %r", len(data), folder)
+
+
+def _literal(message_bytes: bytes) -> tuple[bytes, str | None]:
+    """The mail with CRLF line ends, as IMAP literals have them, and its Message-ID."""
+    data = _LINE_END.sub(b"\r\n", message_bytes)
+    return data, message_id_of(data)

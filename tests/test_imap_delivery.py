@@ -59,13 +59,11 @@ async def test_a_fax_mail_arrives_unread_dated_when_the_fax_was_received(
     assert message.body == data
 
 
-async def test_epoch_seconds_work_as_the_receive_time_and_lf_becomes_crlf(
-    dovecot: Dovecot,
-) -> None:
+async def test_lf_line_ends_become_crlf(dovecot: Dovecot) -> None:
     user = dovecot.add_user()
     data = fax_mail().replace(b"\r\n", b"\n")
     moment = datetime(2023, 12, 31, 23, 59, 58, tzinfo=UTC)
-    await delivery_to(dovecot, user).append_fax_mail(data, "INBOX", moment.timestamp())
+    await delivery_to(dovecot, user).append_fax_mail(data, "INBOX", moment)
     [message] = await stored(dovecot, user, "INBOX")
     assert message.internal_date == moment
     assert message.body == data.replace(b"\n", b"\r\n")
