@@ -129,8 +129,3 @@ def is_final(code: int) -> bool:
 def is_success(code: int) -> bool:
     """True only for ``0``: sent and confirmed by the receiving machine."""
     return code == 0
-
-
-def is_in_progress(code: int) -> bool:
-    """True while InterFAX is still handling the fax (any negative code)."""
-    return code < 0

@@ -214,7 +214,6 @@ class InboundWorker:
             try:
                 async for page in self._client.iter_inbound_pages(
                     unread_only=True,
-                    page_size=self.settings.page_size,
                     all_users=self.settings.all_users,
                 ):
                     self._gate.resume()  # InterFAX accepted our credentials

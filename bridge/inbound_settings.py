@@ -14,10 +14,7 @@ __all__ = ["InboundSettings", "required_templates"]
 
 @dataclass(frozen=True, slots=True)
 class InboundSettings:
-    """Everything the inbound worker needs to know; replaced as a whole on reload.
-
-    ``page_size`` is the ``limit`` of each inbound list request (InterFAX's default, 25).
-    """
+    """Everything the inbound worker needs to know; replaced as a whole on reload."""
 
     routing: RoutingTable
     mail: InboundMailSettings
@@ -26,7 +23,6 @@ class InboundSettings:
     concurrency: int = 4
     mark_read: bool = True
     admin: str | None = None
-    page_size: int = 25
 
     @classmethod
     def from_config(cls, config: Config, *, sender: MailAddress) -> InboundSettings:

@@ -145,11 +145,6 @@ class Mailer:
             cafile = str(settings.ca_file) if settings.ca_file else None
             self._tls_context = ssl.create_default_context(cafile=cafile)
 
-    @property
-    def settings(self) -> RelaySettings:
-        """The relay this mailer talks to."""
-        return self._settings
-
     async def _connection(self) -> dict[str, Any]:
         """How to reach and log in to the relay, as aiosmtplib takes it."""
         s = self._settings

@@ -29,7 +29,7 @@ class ParseLimits:
 
 @dataclass(frozen=True, slots=True)
 class MailRefusal:
-    """The message cannot be handled; answer the SMTP client with :attr:`smtp_reply`.
+    """The message cannot be handled: ``smtp_code enhanced_code reason`` is the answer.
 
     ``reason`` is ASCII, one line, and never quotes the message; ``detail``
     names the exception the email package raised, for logs only.
@@ -39,11 +39,6 @@ class MailRefusal:
     smtp_code: int = 554
     enhanced_code: str = "5.6.0"
     detail: str = ""
-
-    @property
-    def smtp_reply(self) -> str:
-        """The reply line, e.g. ``554 5.6.0 malformed Content-Type header in MIME part 2``."""
-        return f"{self.smtp_code} {self.enhanced_code} {self.reason}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,16 +111,6 @@ class ParsedMail:
         if len(self.body) == 1 and not self.body[0].forwarded:
             return self.body[0].html
         return None
-
-    @property
-    def reply_target(self) -> str | None:
-        """Where reports go: Reply-To when it is one valid address, else From."""
-        return self.reply_to_address or self.from_address
-
-    def fax_header_values(self, name: str) -> tuple[str, ...]:
-        """Every value of the ``X-Fax-*`` header ``name`` (case-insensitive)."""
-        key = name.lower()
-        return tuple(value for header, value in self.fax_headers if header == key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,8 +98,6 @@ class FaxRequest:
     documents: tuple[FaxDocument, ...]
     options: SendOptions
     visible_subject: str
-    message_id: str | None
-    reply_to: str | None
     skipped_attachments: tuple[SkippedAttachment, ...] = ()
     cover_page: bool = False
     body_document: bool = False
@@ -180,8 +178,6 @@ def build_fax_request(
         documents=tuple(documents),
         options=_send_options(options, subject, settings),
         visible_subject=subject,
-        message_id=mail.message_id,
-        reply_to=mail.reply_target,
         skipped_attachments=tuple(skipped),
         cover_page=cover,
         body_document=body_doc,

@@ -261,8 +261,3 @@ def auto_submitted_marker(headers: Iterable[tuple[str, str]]) -> str | None:
         if key == "content-type" and value == "multipart/report":
             return str(name)
     return None
-
-
-def is_auto_submitted(headers: Iterable[tuple[str, str]]) -> bool:
-    """True when :func:`auto_submitted_marker` finds an automatic-mail marker."""
-    return auto_submitted_marker(headers) is not None

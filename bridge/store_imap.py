@@ -26,7 +26,7 @@ from typing import Final
 
 from bridge.store_schema import Connection, Row, StoreBase
 
-__all__ = ["FINAL_IMAP_STATES", "ImapEntry", "ImapKey", "ImapState", "ImapStore"]
+__all__ = ["ImapEntry", "ImapKey", "ImapState", "ImapStore"]
 
 
 class ImapState(enum.StrEnum):
@@ -41,7 +41,6 @@ class ImapState(enum.StrEnum):
 
 
 #: Nothing more will happen to a message in these states.
-FINAL_IMAP_STATES: Final = frozenset({ImapState.DONE, ImapState.REJECTED, ImapState.VANISHED})
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,6 @@ def test_every_listed_code_has_its_family_and_a_readable_description(
 def test_any_other_negative_code_is_being_handled(code: int) -> None:
     assert fax_status.category(code) is C.IN_PROGRESS
     assert "being handled" in fax_status.describe(code).lower()
-    assert fax_status.is_in_progress(code)
     assert not fax_status.is_final(code)
 
 
@@ -90,7 +89,6 @@ def test_unknown_positive_codes_are_failures_with_the_code_quoted(code: int) -> 
 def test_sign_rule_zero_is_the_only_success() -> None:
     assert fax_status.is_success(0)
     assert fax_status.is_final(0)
-    assert not fax_status.is_in_progress(0)
     assert fax_status.is_final(3931)
     assert not fax_status.is_success(3931)
     assert not fax_status.is_final(-3)

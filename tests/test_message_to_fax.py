@@ -368,15 +368,6 @@ def test_empty_subject_gives_no_contact() -> None:
     assert request(s.text_only(subject="/rf")).options.contact is None
 
 
-def test_message_id_and_reply_target_are_carried() -> None:
-    raw = s.text_only(sender=s.FROM + "\nReply-To: office@example.com")
-    req = request(raw)
-    assert (req.message_id, req.reply_to) == (
-        "<20240603101500.4711@example.com>",
-        "office@example.com",
-    )
-
-
 # ---------------------------------------------------------------- cover page
 
 

@@ -12,7 +12,6 @@ from bridge.senders import (
     authorise,
     auto_submitted_marker,
     check_envelope_sender,
-    is_auto_submitted,
     parse_single_address,
 )
 
@@ -275,7 +274,6 @@ def test_envelope_check_alone_for_mail_from() -> None:
 )
 def test_automatic_mail_is_recognised(headers: list[tuple[str, str]], marker: str) -> None:
     assert auto_submitted_marker(headers) == marker
-    assert is_auto_submitted(headers)
 
 
 @pytest.mark.parametrize(
@@ -296,4 +294,3 @@ def test_automatic_mail_is_recognised(headers: list[tuple[str, str]], marker: st
 )
 def test_mail_from_people_is_not_automatic(headers: list[tuple[str, str]]) -> None:
     assert auto_submitted_marker(headers) is None
-    assert not is_auto_submitted(headers)
