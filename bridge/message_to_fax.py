@@ -31,14 +31,14 @@ any charset the markup declares.
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 
 from bridge.faxmodels import FaxDocument, SendOptions
 from bridge.faxoptions import BodyMode, FaxDefaults, FaxOptions, InvalidFaxOption, resolve_options
+from bridge.headersafe import clean_filename
 from bridge.mailmodel import MailAttachment, ParsedMail
-from bridge.mailtext import clean_line, has_real_text
+from bridge.mailtext import has_real_text
 from bridge.mediatypes import (
     extension_of,
     mime_for_extension,
@@ -50,7 +50,6 @@ from bridge.render import TemplateRenderer
 COVER_FILENAME = "cover.html"
 MAX_FILENAME_CHARS = 100
 _BOM = "\ufeff"
-_WINDOWS_RESERVED = re.compile(r'[<>:"|?*]')
 
 
 class UnsupportedAttachments(enum.StrEnum):
@@ -208,7 +207,9 @@ def _pick_attachments(
     skipped: list[SkippedAttachment] = []
     unsupported: list[str] = []
     for number, att in enumerate(attachments, 1):
-        base = safe_filename(att.filename)
+        fallback = f"attachment-{number}"
+        name = clean_filename(att.filename, fallback=fallback, max_len=MAX_FILENAME_CHARS)
+        base = "" if name == fallback else name  # nothing usable in the mail's own name
         ext = supported_extension(att.content_type, base or None)
         label = base or f"part {att.part}"
         if ext is None:
@@ -219,7 +220,7 @@ def _pick_attachments(
         elif not att.data:
             skipped.append(SkippedAttachment(label, "empty file"))
         else:
-            candidates.append((_with_extension(base or f"attachment-{number}", ext), ext, att.data))
+            candidates.append((_with_extension(name, ext), ext, att.data))
     if unsupported and (policy is UnsupportedAttachments.FAIL or not candidates):
         return FaxBuildFailure(
             FailureKind.UNSUPPORTED_ATTACHMENT,
@@ -286,23 +287,6 @@ def _send_options(options: FaxOptions, subject: str, settings: FaxBuildSettings)
 
 
 # ---------------------------------------------------------------- file names
-
-
-def safe_filename(filename: str | None) -> str:
-    """A decoded attachment name made harmless: no path, no control or reserved characters.
-
-    Returns ``""`` when nothing usable is left. Keeps the extension when the
-    name has to be shortened to :data:`MAX_FILENAME_CHARS`.
-    """
-    name = clean_line(filename or "")
-    name = re.split(r"[/\\]", name)[-1]
-    name = _WINDOWS_RESERVED.sub("_", name).strip(" .")
-    if len(name) <= MAX_FILENAME_CHARS:
-        return name
-    ext = extension_of(name)
-    if not ext or len(ext) > 10:
-        return name[:MAX_FILENAME_CHARS].rstrip(" .")
-    return name[: MAX_FILENAME_CHARS - len(ext) - 1].rstrip(" .") + "." + name[-len(ext) :]
 
 
 def _with_extension(name: str, ext: str) -> str:
