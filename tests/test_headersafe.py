@@ -14,6 +14,7 @@ import unicodedata
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesParser
+from typing import Any
 
 import pytest
 
@@ -399,3 +400,31 @@ def test_the_table_driven_cleaning_matches_the_rule_character_by_character() -> 
     for _ in range(3000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
         assert clean_header_text(text, max_len=1000) == _reference_clean(text)
+
+
+@pytest.mark.parametrize("cleaner", ["clean_csid", "clean_phone"])
+def test_self_check_fails_when_one_of_the_remote_value_cleaners_stops_cleaning(
+    cleaner: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Independent of the interpreter: a CR/LF in an X-Fax-* value adds a header anywhere.
+    monkeypatch.setattr(headersafe, cleaner, lambda value: value)
+    with pytest.raises(RuntimeError, match="header self-check failed"):
+        self_check()
+
+
+def test_self_check_runs_every_cleaner_on_hostile_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, list[str]] = {}
+    for name in ("clean_header_text", "decoded_header_text", "clean_csid", "clean_phone"):
+        original = getattr(headersafe, name)
+
+        def spy(*args: Any, _name: str = name, _original: Any = original, **kw: Any) -> Any:
+            seen.setdefault(_name, []).append(args[0])
+            return _original(*args, **kw)
+
+        monkeypatch.setattr(headersafe, name, spy)
+    self_check()
+    assert set(seen) == {"clean_header_text", "decoded_header_text", "clean_csid", "clean_phone"}
+    for name, inputs in seen.items():
+        assert any("\r" in value or "\n" in value or "=0A" in value.upper() for value in inputs), (
+            name
+        )
