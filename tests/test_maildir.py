@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bridge import maildir
+from bridge.errors import TransientError
 from bridge.maildir import MaildirError, deliver, unique_name
 
 MESSAGE = b"From: a@example.org\nTo: b@example.org\nSubject: hi\n\nbody\n"
@@ -87,16 +88,21 @@ def test_a_failed_write_leaves_nothing_in_new_or_tmp(
     assert list((box / "tmp").iterdir()) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_an_unwritable_maildir_is_a_transient_error(tmp_path: Path) -> None:
+def test_an_unwritable_maildir_is_a_transient_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     box = tmp_path / "Maildir"
     maildir.ensure_maildir(box)
-    (box / "tmp").chmod(0o500)
-    try:
-        with pytest.raises(MaildirError):
-            deliver(box, MESSAGE)
-    finally:
-        (box / "tmp").chmod(0o700)
+
+    def refused(path: object, *args: object, **kwargs: object) -> int:
+        # What a tmp/ without write permission answers (root would not be refused).
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(maildir.os, "open", refused)
+    with pytest.raises(MaildirError, match="Permission denied") as info:
+        deliver(box, MESSAGE)
+    assert isinstance(info.value, TransientError)
+    assert list((box / "new").iterdir()) == []
 
 
 def test_a_file_where_the_maildir_should_be_is_an_error(tmp_path: Path) -> None:
