@@ -7,6 +7,7 @@ to. Read-only; names are taken from the directory listing only, never from the r
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -75,7 +76,7 @@ async def raw_mail(request: Request) -> Response:
     if path is None:
         return Response("no such message\n", status_code=404, media_type="text/plain")
     return Response(
-        path.read_bytes(),
+        await asyncio.to_thread(path.read_bytes),
         media_type="message/rfc822",
         headers={"Content-Disposition": 'attachment; filename="message.eml"'},
     )
