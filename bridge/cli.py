@@ -169,6 +169,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except (BridgeError, OSError) as exc:  # e.g. a newer database, a port in use: one line
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 

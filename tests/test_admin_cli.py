@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -266,3 +267,19 @@ async def test_queue_cancel_of_an_in_doubt_job_cancels_the_fax_it_may_have_creat
     assert fax["status"] == 403
     code, out, err = await fax_bridge("queue", "cancel", "999", "-c", str(config_file))
     assert (code, err.strip()) == (1, "error: no job 999")
+
+
+def _listen_on(config_file: Path, port: int) -> None:
+    text = config_file.read_text()
+    config_file.write_text(text.replace("listen: 127.0.0.1:0", f"listen: 127.0.0.1:{port}"))
+
+
+async def test_run_with_its_smtp_port_taken_says_so_in_one_line(config_file: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        _listen_on(config_file, taken.getsockname()[1])
+        code, _, err = await fax_bridge("run", "-c", str(config_file))
+    assert code == 1
+    assert "cannot start:" in err
+    assert "Traceback" not in err
