@@ -33,7 +33,7 @@ class InboundSettings:
             mail=InboundMailSettings(
                 sender=sender,
                 timezone=config.tzinfo,
-                message_id_domain=sender.addr_spec.rpartition("@")[2],
+                message_id_domain=sender.domain,
                 filename_template=inbound.filename,
                 default_country=config.outbound.default_country,
             ),

@@ -47,6 +47,11 @@ class MailAddress:
     addr_spec: str
     display_name: str = ""
 
+    @property
+    def domain(self) -> str:
+        """The part after the ``@`` (our Message-IDs are made under it)."""
+        return self.addr_spec.rpartition("@")[2]
+
 
 def safe_message_id(value: str | None) -> str | None:
     """Return ``value`` if it is one well-formed msg-id (``<x@y>``), else ``None``."""

@@ -103,9 +103,7 @@ class Maintenance:
                 "fax-bridge\n"
             ),
             date=datetime.now(UTC),
-            message_id=deterministic_message_id(
-                "low-balance", day, domain=self._sender.addr_spec.rpartition("@")[2]
-            ),
+            message_id=deterministic_message_id("low-balance", day, domain=self._sender.domain),
         )
         await self._mailer.send(message, sender=self._sender.addr_spec, recipients=[self._admin])
         await self._store.record_event(_ALERT_KEY, now)

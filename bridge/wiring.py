@@ -133,7 +133,7 @@ def report_settings(config: Config) -> ReportSettings:
         sender=sender,
         notify=Notify(config.outbound.notify),
         timezone=config.tzinfo,
-        message_id_domain=sender.addr_spec.rpartition("@")[2],
+        message_id_domain=sender.domain,
         attach_sent_image=config.outbound.attach_sent_image,
     )
 
@@ -204,11 +204,12 @@ def imap_intake(config: Config, store: Store, intake: Intake, mailer: Mailer) ->
     from bridge.imap_refusal import MailRefusalNotifier
 
     assert config.imap_in is not None
+    sender = mail_sender(config)
     notifier = MailRefusalNotifier(
         mailer,
-        mail_sender(config),
+        sender,
         fax_domain=config.smtp_server.fax_domain,
-        message_id_domain=report_settings(config).message_id_domain,
+        message_id_domain=sender.domain,
     )
     settings = ImapIntakeSettings.from_config(config.imap_in)
     return ImapIntakeWorker(store, intake, settings, notify_refusal=notifier)

@@ -135,7 +135,7 @@ def _inbound_entry(fax: InboundFax, base: str) -> dict[str, object]:
         "remoteCSID": fax.remote_csid,
         "messageStatus": fax.message_status,
         "pages": fax.pages,
-        "imageStatus": "READ" if fax.read else "UNREAD",
+        "imageStatus": fax.image_status,
         "receiveTime": timestamp(fax.receive_time),
         "contentType": fax.content_type,
         "filename": fax.filename,

@@ -31,7 +31,7 @@ def inbound_fax(fax: InboundFax, user: str) -> dict[str, object]:
         "receiveTime": timestamp(fax.receive_time),
         "callerId": fax.caller_id,
         "recordingDuration": _SECONDS_PER_PAGE * fax.pages,
-        "imageStatus": "READ" if fax.read else "UNREAD",
+        "imageStatus": fax.image_status,
         "numOfEmails": len(fax.emails),
         "numOfFailedEmails": sum(1 for email in fax.emails if email.status > 0),
     }

@@ -119,6 +119,11 @@ class InboundFax:
     read: bool = False
     emails: list[ForwardEmail] = field(default_factory=list)
 
+    @property
+    def image_status(self) -> str:
+        """``imageStatus`` as the API spells it."""
+        return "READ" if self.read else "UNREAD"
+
 
 @dataclass
 class UploadDocument:

@@ -166,7 +166,7 @@ async def index(request: Request) -> Response:
             "pages": fax.pages,
             "received": timestamp(fax.receive_time),
             "label": fax.filename or fax.content_type,
-            "image_status": "READ" if fax.read else "UNREAD",
+            "image_status": fax.image_status,
         }
         for _, fax in sorted(state.inbound.items(), reverse=True)
     ]
