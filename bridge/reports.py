@@ -221,18 +221,7 @@ class Reporter:
         a relay backoff is simply tried once early. Only the service calls this, before
         its workers start.
         """
-        counts = await self._store.count_by_state()
-        waiting = await self._store.jobs(
-            (JobState.SENT, JobState.FAILED),
-            limit=counts[JobState.SENT] + counts[JobState.FAILED],
-        )
-        resumed = 0
-        for job in waiting:
-            if job.next_attempt_at > now:
-                moved = await self._store.transition(
-                    job.id, expect=job.state, to=job.state, now=now, next_attempt_at=now
-                )
-                resumed += moved is not None
+        resumed = await self._store.make_due((JobState.SENT, JobState.FAILED), now=now)
         if resumed:
             log.info("%d report(s) claimed or deferred before the restart are due now", resumed)
         return resumed

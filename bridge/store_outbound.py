@@ -264,6 +264,17 @@ class OutboundStore(StoreBase):
 
         return await self._read(run)
 
+    async def make_due(self, states: Collection[JobState], *, now: float) -> int:
+        """Jobs in ``states`` waiting until after ``now`` become due now; how many did."""
+        marks = ", ".join("?" * len(states))
+
+        def run(conn: Connection) -> int:
+            where = f"state IN ({marks}) AND next_attempt_at > ?"
+            sql = f"UPDATE jobs SET next_attempt_at = ?, updated_at = ? WHERE {where}"  # noqa: S608 (placeholders only)
+            return conn.execute(sql, (now, now, *states, now)).rowcount
+
+        return await self._write(run)
+
     async def count_by_state(self) -> dict[JobState, int]:
         """Number of jobs in every state (zero included)."""
 

@@ -869,3 +869,21 @@ async def test_version_3_message_bytes_move_to_their_own_table_with_jobs_intact(
         assert (job.message_id, job.reference) == (7, "ref-7")
     # Only as the last field does SQLite keep a zeroblob unexpanded (see _V4).
     assert _stored_bytes(state_dir) == (["id", "raw"], [(7, b"", b"\x01\x02\x03")])
+
+
+async def test_make_due_moves_only_later_jobs_in_the_states_named(store: Store) -> None:
+    result = await accept(store, [number(1), number(2), number(3), number(4)])
+    ids = [job.id for job in result.created]
+    plan = [
+        (JobState.SENT, T0 + 600),  # a lease left by a killed process: due now
+        (JobState.FAILED, T0 + 60),  # a relay backoff: tried once early
+        (JobState.SENT, T0 - 5),  # already due: left alone
+        (JobState.SUBMITTED, T0 + 600),  # another state: left alone
+    ]
+    for job_id, (state, at) in zip(ids, plan, strict=True):
+        await store.transition(
+            job_id, expect=JobState.ACCEPTED, to=state, now=T0, next_attempt_at=at
+        )
+    assert await store.make_due((JobState.SENT, JobState.FAILED), now=T0) == 2
+    due = {job.id: job.next_attempt_at for job in await store.jobs()}
+    assert [due[i] for i in ids] == [T0, T0, T0 - 5, T0 + 600]
