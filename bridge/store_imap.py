@@ -24,6 +24,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from bridge import store_schema as schema
 from bridge.store_schema import Connection, Row, StoreBase
 
 __all__ = ["ImapEntry", "ImapKey", "ImapState", "ImapStore"]
@@ -235,16 +236,10 @@ class ImapStore(StoreBase):
         now: float,
         fields: Mapping[str, object],
     ) -> ImapEntry | None:
-        expected = (expect,) if isinstance(expect, ImapState) else tuple(expect)
-
         def run(conn: Connection) -> ImapEntry | None:
-            sets = "".join(f", {column} = ?" for column in fields)
-            marks = ", ".join("?" * len(expected))
-            cur = conn.execute(
-                f"UPDATE imap_seen SET state = ?, updated_at = ?{sets}"  # noqa: S608 (names are ours)
-                f" WHERE {_WHERE_KEY} AND state IN ({marks})",
-                (to, now, *fields.values(), *_params(key), *expected),
+            moved = schema.update_where_state(
+                conn, "imap_seen", _WHERE_KEY, _params(key), expect, to, now, fields
             )
-            return _get(conn, key) if cur.rowcount == 1 else None
+            return _get(conn, key) if moved else None
 
         return await self._write(run)

@@ -190,8 +190,8 @@ class InboundStore(StoreBase):
             if not schema.update_where_state(
                 conn,
                 "inbound_faxes",
-                "message_id",
-                message_id,
+                "message_id = ?",
+                (message_id,),
                 expect,
                 to,
                 now,

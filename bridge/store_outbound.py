@@ -161,9 +161,10 @@ class OutboundStore(StoreBase):
         )
 
         def run(conn: Connection) -> Job | None:
-            if not schema.update_where_state(conn, "jobs", "id", job_id, expect, to, now, fields):
-                return None
-            return _job(conn, job_id)
+            moved = schema.update_where_state(
+                conn, "jobs", "id = ?", (job_id,), expect, to, now, fields
+            )
+            return _job(conn, job_id) if moved else None
 
         return await self._write(run)
 

@@ -361,8 +361,8 @@ def present(**fields: object) -> dict[str, object]:
 def update_where_state(
     conn: Connection,
     table: str,
-    key_column: str,
-    key: int,
+    where: str,
+    key: Sequence[object],
     expect: str | Collection[str],
     to: str,
     now: float,
@@ -370,7 +370,8 @@ def update_where_state(
     *,
     count_attempt: bool = False,
 ) -> bool:
-    """The compare-and-set behind both transition methods. Column names are ours."""
+    """The compare-and-set behind every transition: the row ``where`` (with the parameters
+    ``key``) selects moves to ``to`` if its state is one of ``expect``. SQL text is ours."""
     expected = (expect,) if isinstance(expect, str) else tuple(expect)
     sets = "".join(f", {column} = ?" for column in fields)
     if count_attempt:
@@ -378,7 +379,7 @@ def update_where_state(
     marks = ", ".join("?" * len(expected))
     cur = conn.execute(
         f"UPDATE {table} SET state = ?, updated_at = ?{sets}"  # noqa: S608 (names are ours)
-        f" WHERE {key_column} = ? AND state IN ({marks})",
-        (to, now, *fields.values(), key, *expected),
+        f" WHERE {where} AND state IN ({marks})",
+        (to, now, *fields.values(), *key, *expected),
     )
     return cur.rowcount == 1
