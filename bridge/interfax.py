@@ -170,7 +170,18 @@ class InterfaxClient:
                     doc = await self.upload_document(doc.filename, doc.data)
                     uploaded.append(doc)
                 parts.append(doc)
-            body = wire.send_body(parts)
+        except InterfaxError as exc:
+            await self._discard(uploaded)
+            if not isinstance(exc, InterfaxAmbiguousError):
+                raise
+            raise InterfaxTransientError(  # no fax was posted yet: nothing is in doubt
+                f"document upload failed, no fax was submitted: {exc}",
+                endpoint=exc.endpoint,
+                http_status=exc.http_status,
+                retry_after=exc.retry_after,
+            ) from exc
+        body = wire.send_body(parts)
+        try:
             reply = await self._request(
                 "POST",
                 "/outbound/faxes",
@@ -180,16 +191,8 @@ class InterfaxClient:
                 mutating=True,
                 expect=(201,),
             )
-        except InterfaxAmbiguousError as exc:
-            if exc.endpoint == endpoint:
-                raise  # the fax may exist and may have consumed the documents: keep them
-            await self._discard(uploaded)
-            raise InterfaxTransientError(
-                f"document upload failed, no fax was submitted: {exc}",
-                endpoint=exc.endpoint,
-                http_status=exc.http_status,
-                retry_after=exc.retry_after,
-            ) from exc
+        except InterfaxAmbiguousError:
+            raise  # the fax may exist and may have consumed the documents: keep them
         except InterfaxError:
             await self._discard(uploaded)
             raise
