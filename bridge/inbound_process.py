@@ -13,7 +13,9 @@ succeeded, so a crash anywhere repeats at most the step in hand: a download (har
 mark-read (harmless), or one recipient's mail whose 250 arrived just before the crash (the
 same deterministic Message-ID lets the mailbox side recognise it). The records that guard
 against a second mail (the deliveries) wait for fsync; losing the listing or mark-read
-records in a power cut only repeats harmless work. Deliveries are per recipient: a
+records in a power cut only repeats harmless work. The mark-read request itself goes
+out as soon as the relay accepted the last mail, beside that mail's record: the ledger,
+not the unread flag at InterFAX, decides what is retried. Deliveries are per recipient: a
 partial failure retries only the recipients still pending, from the image the first
 record kept.
 
@@ -32,6 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from bridge import metrics
 from bridge.errors import AuthError, BridgeError, PermanentError, TransientError
@@ -162,15 +165,16 @@ class FaxProcessor:
         release: Callable[[], None],
         download: Awaitable[InboundImage] | None,
     ) -> InboundFax | None:
+        mark = _Mark(self._client, fax.message_id) if self.settings.mark_read else None
         try:
             current = fax
             if current.state in (InboundState.SEEN, InboundState.DOWNLOADED):
-                delivered = await self._deliver(current, deliveries, download)
+                delivered = await self._deliver(current, deliveries, download, mark)
                 if delivered is None:
                     return await self._store.inbound_get(fax.message_id)
                 current = delivered
             if current.state is InboundState.DELIVERED:
-                return await self._finish(current, release)
+                return await self._finish(current, release, mark)
             return current
         except Deferred as exc:
             log.info("fax %d: %s", fax.message_id, exc)
@@ -184,6 +188,9 @@ class FaxProcessor:
         except Exception as exc:  # a permanent error or a bug: slow retries, never a lost fax
             log.error("fax %d: %s", fax.message_id, exc, exc_info=not isinstance(exc, BridgeError))
             await self._later(fax.message_id, f"{type(exc).__name__}: {exc}")
+        finally:
+            if mark is not None:
+                mark.settle()
         return await self._store.inbound_get(fax.message_id)
 
     # -- delivery ---------------------------------------------------------------------
@@ -193,6 +200,7 @@ class FaxProcessor:
         fax: InboundFax,
         recorded: Sequence[InboundDelivery],
         download: Awaitable[InboundImage] | None,
+        mark: _Mark | None,
     ) -> InboundFax | None:
         decision = self.route(fax)
         # Without a route now, recipients recorded earlier (under an older configuration)
@@ -239,8 +247,13 @@ class FaxProcessor:
         result: InboundFax | None = None
         failed: list[str] = []
         for delivery in todo:
+            # Once the last mail is accepted with every other delivery done, the fax is
+            # delivered: its mark-read may go out while that record is written.
+            early = mark if not failed and not stranded and delivery is todo[-1] else None
             try:
-                outcome = await self._deliver_one(facts, delivery, presentation, images, keep)
+                outcome = await self._deliver_one(
+                    facts, delivery, presentation, images, keep, early
+                )
             except Exception as exc:  # our own failure (a template, a bug) before any record
                 await self._keep_anyway(delivery, keep, exc)
                 raise
@@ -289,9 +302,10 @@ class FaxProcessor:
         presentation: Presentation,
         images: LazyImages | None,
         keep: _Keep,
+        mark: _Mark | None,
     ) -> InboundFax | str | None:
         """Deliver to one recipient: the fax row after recording it (with ``keep``), or
-        the error text."""
+        the error text. ``mark`` starts as soon as the mail was accepted."""
         message_id, data = await self._outlet.wired(
             facts, delivery, presentation, images, self.settings.mail, self.renderer
         )
@@ -317,6 +331,8 @@ class FaxProcessor:
                 self.count("too_large")
         except (TransientError, PermanentError, AuthError) as exc:
             return await self._failed(facts, delivery, exc, keep)
+        if mark is not None:
+            mark.start()
         self.count("mails_delivered")
         return await self._store.inbound_delivery_done(
             facts.message_id,
@@ -396,9 +412,11 @@ class FaxProcessor:
 
     # -- marking, scheduling ------------------------------------------------------------
 
-    async def _finish(self, fax: InboundFax, release: Callable[[], None]) -> InboundFax | None:
+    async def _finish(
+        self, fax: InboundFax, release: Callable[[], None], mark: _Mark | None
+    ) -> InboundFax | None:
         now = self._clock()
-        if not self.settings.mark_read:
+        if mark is None:
             release()
             # Left unread on purpose; the ledger remembers it was delivered.
             return await self._store.inbound_transition(
@@ -411,7 +429,7 @@ class FaxProcessor:
             )
         error = None
         try:
-            await self._client.mark_read(fax.message_id)
+            await mark.done()
         except InterfaxNotFoundError as exc:
             log.warning("fax %d: InterFAX no longer has it, nothing to mark", fax.message_id)
             error = f"not marked read: {exc}"
@@ -463,8 +481,8 @@ class FaxProcessor:
             log.error("fax %d: could not record the failure (%s): %s", message_id, error, exc)
 
 
-def _settle(task: asyncio.Task[InboundImage]) -> None:
-    """Stop an early download nobody awaited; its failure, if any, was nobody's concern."""
+def _settle(task: asyncio.Task[Any]) -> None:
+    """Stop an early request nobody awaited; its failure, if any, was nobody's concern."""
     if not task.done():
         task.cancel()
     elif not task.cancelled():
@@ -477,3 +495,38 @@ class _Keep:
 
     recipients: Sequence[InboundRecipient] = ()
     image: tuple[bytes, str] | None = None
+
+
+class _Mark:
+    """Marking one fax read at InterFAX, started early or when asked for.
+
+    The request may start as soon as the relay accepted the fax's last mail, while the
+    delivery record is written (an fsync): it no longer waits for that record. A crash
+    between the two repeats that one mail at restart, exactly as a crash between the
+    relay's 250 and the record does without the overlap, since the ledger, not the
+    unread flag, drives retries. ``settle`` stops a request nobody waited for.
+    """
+
+    def __init__(self, client: InterfaxClient, message_id: int) -> None:
+        self._client = client
+        self._message_id = message_id
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Send the request now, in the background."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._client.mark_read(self._message_id))
+
+    async def done(self) -> None:
+        """Mark the fax read: wait for the request started early, or send it now."""
+        if self._task is None:
+            await self._client.mark_read(self._message_id)
+            return
+        task, self._task = self._task, None
+        await task
+
+    def settle(self) -> None:
+        """Stop a request started early that nobody waited for (the record failed)."""
+        if self._task is not None:
+            _settle(self._task)
+            self._task = None

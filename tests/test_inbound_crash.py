@@ -9,6 +9,7 @@ with exactly one mail per recipient and the fax marked read.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from email import message_from_bytes, policy
 from typing import Any
@@ -138,3 +139,42 @@ async def test_crash_between_the_relay_250_and_the_ledger_repeats_the_same_messa
     ids = {str(message_from_bytes(m.data, policy=policy.default)["Message-ID"]) for m in to_first}
     assert len(ids) == 1
     assert sorted({m.rcpt_tos[0] for m in h.sink.received}) == [A, B]
+
+
+async def test_the_mark_goes_out_beside_the_last_record_and_a_crash_there_repeats_only_that_mail(
+    h: InboundHarness,
+) -> None:
+    # The mark-read request overlaps the last delivery record. Dying in that record
+    # leaves the fax read at InterFAX while the ledger still owes B its mail: the ledger,
+    # not the unread flag, drives the restart, which mails B again (same Message-ID).
+    fax_id = await h.control.receive_fax(minimal_pdf(), phone_number="+12125550100")
+    assert h.client is not None and h.store is not None
+    marked = asyncio.Event()
+    mark_read = h.client.mark_read
+    record = h.store.inbound_delivery_done
+    records = 0
+
+    async def mark_and_tell(message_id: int, read: bool = True) -> None:
+        await mark_read(message_id, read)
+        marked.set()
+
+    async def die_in_the_last_record(*args: Any, **kwargs: Any) -> Any:
+        nonlocal records
+        records += 1
+        if records == 1:
+            return await record(*args, **kwargs)
+        # Without the overlap the mark waits for this record, and this wait times out.
+        await asyncio.wait_for(marked.wait(), timeout=10)
+        raise Crash("inbound_delivery_done")
+
+    h.client.mark_read = mark_and_tell  # type: ignore[method-assign]
+    h.store.inbound_delivery_done = die_in_the_last_record  # type: ignore[method-assign]
+    await crashed_poll(h)
+    assert await h.image_status(fax_id) == "READ"
+    assert (await h.fax(fax_id)).state is InboundState.DOWNLOADED
+    assert await restart_and_poll(h, fax_id) == []  # from the image the first record kept
+    to_b = [m for m in h.sink.received if m.rcpt_tos == [B]]
+    assert len(to_b) == 2
+    ids = {str(message_from_bytes(m.data, policy=policy.default)["Message-ID"]) for m in to_b}
+    assert len(ids) == 1
+    assert [m.rcpt_tos for m in h.sink.received].count([A]) == 1
