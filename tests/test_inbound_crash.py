@@ -148,7 +148,8 @@ async def test_the_mark_goes_out_beside_the_last_record_and_a_crash_there_repeat
     # leaves the fax read at InterFAX while the ledger still owes B its mail: the ledger,
     # not the unread flag, drives the restart, which mails B again (same Message-ID).
     fax_id = await h.control.receive_fax(minimal_pdf(), phone_number="+12125550100")
-    assert h.client is not None and h.store is not None
+    assert h.client is not None
+    assert h.store is not None
     marked = asyncio.Event()
     mark_read = h.client.mark_read
     record = h.store.inbound_delivery_done
