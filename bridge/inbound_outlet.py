@@ -28,7 +28,7 @@ from bridge.inbound_mail import (
     prepare_images,
 )
 from bridge.jobs import DeliveryChannel, InboundDelivery
-from bridge.mailer import Mailer, MailSession
+from bridge.mailer import Mailer, MailSession, OpenMail
 from bridge.render import TemplateRenderer
 from bridge.routing import Presentation
 
@@ -111,15 +111,30 @@ class MailOutlet:
             return write()
         return await asyncio.to_thread(write)
 
+    async def begin(
+        self, delivery: InboundDelivery, settings: InboundMailSettings
+    ) -> OpenMail | None:
+        """The envelope of ``delivery``'s mail, opened at the relay ahead of the mail
+        (the batch's connections only; None for other channels or outside a batch)."""
+        session = _SESSION.get()
+        if session is None or delivery.channel is not DeliveryChannel.SMTP:
+            return None
+        sender = settings.sender.addr_spec
+        return await session.begin(sender=sender, recipients=[delivery.recipient])
+
     async def send(
         self,
         delivery: InboundDelivery,
         data: bytes,
         facts: FaxFacts,
         settings: InboundMailSettings,
+        opened: OpenMail | None = None,
     ) -> None:
-        """Deliver ``data``; returns only once the channel accepted it."""
-        if delivery.channel is DeliveryChannel.SMTP:
+        """Deliver ``data`` (in ``opened``, when given); returns only once the channel
+        accepted it."""
+        if opened is not None:
+            await opened.send(data)
+        elif delivery.channel is DeliveryChannel.SMTP:
             sender = settings.sender.addr_spec
             await self.relay().send(data, sender=sender, recipients=[delivery.recipient])
         elif delivery.channel is DeliveryChannel.MAILDIR:

@@ -13,9 +13,8 @@ succeeded, so a crash anywhere repeats at most the step in hand: a download (har
 mark-read (harmless), or one recipient's mail whose 250 arrived just before the crash (the
 same deterministic Message-ID lets the mailbox side recognise it). The records that guard
 against a second mail (the deliveries) wait for fsync; losing the listing or mark-read
-records in a power cut only repeats harmless work. The mark-read request itself goes
-out as soon as the relay accepted the last mail, beside that mail's record: the ledger,
-not the unread flag at InterFAX, decides what is retried. Deliveries are per recipient: a
+records in a power cut only repeats harmless work. Some requests start ahead of the step
+that waits for them (:mod:`bridge.inbound_ahead`). Deliveries are per recipient: a
 partial failure retries only the recipients still pending, from the image the first
 record kept.
 
@@ -34,10 +33,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from bridge import metrics
 from bridge.errors import AuthError, BridgeError, PermanentError, TransientError
+from bridge.inbound_ahead import Ahead, drop_task
 from bridge.inbound_mail import FaxFacts, build_admin_notice, facts_of
 from bridge.inbound_outlet import ImapAppend, LazyImages, MailOutlet
 from bridge.inbound_plan import plan_deliveries
@@ -146,7 +145,7 @@ class FaxProcessor:
             return fax, await self._process(fax, deliveries, release, download)
         finally:
             if download is not None:
-                _settle(download)
+                drop_task(download)
 
     def _attaches(self, fax: InboundFax) -> bool:
         decision = self.route(fax)
@@ -165,16 +164,19 @@ class FaxProcessor:
         release: Callable[[], None],
         download: Awaitable[InboundImage] | None,
     ) -> InboundFax | None:
-        mark = _Mark(self._client, fax.message_id) if self.settings.mark_read else None
+        message_id = fax.message_id
+        ahead = Ahead(
+            (lambda: self._client.mark_read(message_id)) if self.settings.mark_read else None
+        )
         try:
             current = fax
             if current.state in (InboundState.SEEN, InboundState.DOWNLOADED):
-                delivered = await self._deliver(current, deliveries, download, mark)
+                delivered = await self._deliver(current, deliveries, download, ahead)
                 if delivered is None:
                     return await self._store.inbound_get(fax.message_id)
                 current = delivered
             if current.state is InboundState.DELIVERED:
-                return await self._finish(current, release, mark)
+                return await self._finish(current, release, ahead)
             return current
         except Deferred as exc:
             log.info("fax %d: %s", fax.message_id, exc)
@@ -189,8 +191,7 @@ class FaxProcessor:
             log.error("fax %d: %s", fax.message_id, exc, exc_info=not isinstance(exc, BridgeError))
             await self._later(fax.message_id, f"{type(exc).__name__}: {exc}")
         finally:
-            if mark is not None:
-                mark.settle()
+            await ahead.settle()
         return await self._store.inbound_get(fax.message_id)
 
     # -- delivery ---------------------------------------------------------------------
@@ -200,7 +201,7 @@ class FaxProcessor:
         fax: InboundFax,
         recorded: Sequence[InboundDelivery],
         download: Awaitable[InboundImage] | None,
-        mark: _Mark | None,
+        ahead: Ahead,
     ) -> InboundFax | None:
         decision = self.route(fax)
         # Without a route now, recipients recorded earlier (under an older configuration)
@@ -239,6 +240,9 @@ class FaxProcessor:
             if source is None:
                 if download is None:
                     download = self._client.inbound_image(fax.message_id)
+                # The relay's round trips for the first envelope overlap the download.
+                first = todo[0]
+                ahead.open_envelope(first.recipient, self._outlet.begin(first, self.settings.mail))
                 downloaded = await download
                 source = downloaded.data, downloaded.content_type
                 if fax.state is InboundState.SEEN:
@@ -249,10 +253,10 @@ class FaxProcessor:
         for delivery in todo:
             # Once the last mail is accepted with every other delivery done, the fax is
             # delivered: its mark-read may go out while that record is written.
-            early = mark if not failed and not stranded and delivery is todo[-1] else None
+            finishing = not failed and not stranded and delivery is todo[-1]
             try:
                 outcome = await self._deliver_one(
-                    facts, delivery, presentation, images, keep, early
+                    facts, delivery, presentation, images, keep, ahead, finishing=finishing
                 )
             except Exception as exc:  # our own failure (a template, a bug) before any record
                 await self._keep_anyway(delivery, keep, exc)
@@ -302,16 +306,19 @@ class FaxProcessor:
         presentation: Presentation,
         images: LazyImages | None,
         keep: _Keep,
-        mark: _Mark | None,
+        ahead: Ahead,
+        *,
+        finishing: bool,
     ) -> InboundFax | str | None:
         """Deliver to one recipient: the fax row after recording it (with ``keep``), or
-        the error text. ``mark`` starts as soon as the mail was accepted."""
+        the error text. When ``finishing``, the mark-read starts once the mail is taken."""
         message_id, data = await self._outlet.wired(
             facts, delivery, presentation, images, self.settings.mail, self.renderer
         )
         try:
             try:
-                await self._outlet.send(delivery, data, facts, self.settings.mail)
+                opened = await ahead.envelope(delivery.recipient)
+                await self._outlet.send(delivery, data, facts, self.settings.mail, opened)
             except MessageTooLarge as exc:
                 log.warning(
                     "fax %d: too large for the relay for %s, sending a notice instead: %s",
@@ -331,8 +338,8 @@ class FaxProcessor:
                 self.count("too_large")
         except (TransientError, PermanentError, AuthError) as exc:
             return await self._failed(facts, delivery, exc, keep)
-        if mark is not None:
-            mark.start()
+        if finishing:
+            ahead.start_mark()
         self.count("mails_delivered")
         return await self._store.inbound_delivery_done(
             facts.message_id,
@@ -413,10 +420,10 @@ class FaxProcessor:
     # -- marking, scheduling ------------------------------------------------------------
 
     async def _finish(
-        self, fax: InboundFax, release: Callable[[], None], mark: _Mark | None
+        self, fax: InboundFax, release: Callable[[], None], ahead: Ahead
     ) -> InboundFax | None:
         now = self._clock()
-        if mark is None:
+        if not ahead.marks:
             release()
             # Left unread on purpose; the ledger remembers it was delivered.
             return await self._store.inbound_transition(
@@ -429,7 +436,7 @@ class FaxProcessor:
             )
         error = None
         try:
-            await mark.done()
+            await ahead.mark()
         except InterfaxNotFoundError as exc:
             log.warning("fax %d: InterFAX no longer has it, nothing to mark", fax.message_id)
             error = f"not marked read: {exc}"
@@ -481,52 +488,9 @@ class FaxProcessor:
             log.error("fax %d: could not record the failure (%s): %s", message_id, error, exc)
 
 
-def _settle(task: asyncio.Task[Any]) -> None:
-    """Stop an early request nobody awaited; its failure, if any, was nobody's concern."""
-    if not task.done():
-        task.cancel()
-    elif not task.cancelled():
-        task.exception()  # retrieved: asyncio would otherwise log it as lost
-
-
 @dataclass(frozen=True, slots=True)
 class _Keep:
     """What a fax's first delivery record keeps with it: new recipients, a fresh image."""
 
     recipients: Sequence[InboundRecipient] = ()
     image: tuple[bytes, str] | None = None
-
-
-class _Mark:
-    """Marking one fax read at InterFAX, started early or when asked for.
-
-    The request may start as soon as the relay accepted the fax's last mail, while the
-    delivery record is written (an fsync): it no longer waits for that record. A crash
-    between the two repeats that one mail at restart, exactly as a crash between the
-    relay's 250 and the record does without the overlap, since the ledger, not the
-    unread flag, drives retries. ``settle`` stops a request nobody waited for.
-    """
-
-    def __init__(self, client: InterfaxClient, message_id: int) -> None:
-        self._client = client
-        self._message_id = message_id
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        """Send the request now, in the background."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._client.mark_read(self._message_id))
-
-    async def done(self) -> None:
-        """Mark the fax read: wait for the request started early, or send it now."""
-        if self._task is None:
-            await self._client.mark_read(self._message_id)
-            return
-        task, self._task = self._task, None
-        await task
-
-    def settle(self) -> None:
-        """Stop a request started early that nobody waited for (the record failed)."""
-        if self._task is not None:
-            _settle(self._task)
-            self._task = None

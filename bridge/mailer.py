@@ -18,11 +18,11 @@ import enum
 import re
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosmtplib
 
@@ -34,6 +34,11 @@ from bridge.errors import AuthError, PermanentError, TransientError
 _ENVELOPE_ADDRESS = re.compile(
     r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", re.ASCII
 )
+
+
+_T = TypeVar("_T")
+#: What aiosmtplib's sendmail returns: the refused recipients and the final reply.
+_Sent = tuple[dict[str, aiosmtplib.SMTPResponse], str]
 
 
 class RelaySecurity(enum.StrEnum):
@@ -231,6 +236,14 @@ class MailSession:
         self._max_idle = max_idle
         self._idle: list[aiosmtplib.SMTP] = []
 
+    @staticmethod
+    def _check(sender: str, recipients: Sequence[str]) -> None:
+        check_envelope_address(sender)
+        if not recipients:
+            raise PermanentError("no recipients")
+        for rcpt in recipients:
+            check_envelope_address(rcpt)
+
     async def __aenter__(self) -> MailSession:
         return self
 
@@ -241,20 +254,50 @@ class MailSession:
         self, message: EmailMessage | bytes, *, sender: str, recipients: Sequence[str]
     ) -> SentMail:
         """Like :meth:`Mailer.send`, on a connection of this session."""
-        check_envelope_address(sender)
-        if not recipients:
-            raise PermanentError("no recipients")
-        for rcpt in recipients:
-            check_envelope_address(rcpt)
+        self._check(sender, recipients)
+
+        def sendmail(client: aiosmtplib.SMTP) -> Awaitable[_Sent]:
+            if isinstance(message, EmailMessage):
+                return client.send_message(message, sender=sender, recipients=list(recipients))
+            return client.sendmail(sender, list(recipients), message)
+
+        client, (errors, response) = await self._on_connection(sendmail)
+        await self._checkin(client)
+        return SentMail(response=response, refused=_refusals(errors))
+
+    async def begin(self, *, sender: str, recipients: Sequence[str]) -> OpenMail:
+        """Open a transaction for a message still being made: MAIL and RCPT now, DATA
+        with :meth:`OpenMail.send`. Their round trips overlap the making of the message.
+
+        Raises like :meth:`send`. The relay is not told the message's size in advance
+        (SIZE), so a message too large is refused only once sent, as without SIZE.
+        """
+        self._check(sender, recipients)
+
+        async def envelope(client: aiosmtplib.SMTP) -> dict[str, aiosmtplib.SMTPResponse]:
+            await client.mail(sender)
+            refusals: list[aiosmtplib.SMTPRecipientRefused] = []
+            for rcpt in recipients:
+                try:
+                    await client.rcpt(rcpt)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    refusals.append(exc)
+            if len(refusals) == len(recipients):
+                raise aiosmtplib.SMTPRecipientsRefused(refusals)
+            return {r.recipient: aiosmtplib.SMTPResponse(r.code, r.message) for r in refusals}
+
+        client, errors = await self._on_connection(envelope)
+        return OpenMail(self, client, _refusals(errors))
+
+    async def _on_connection(
+        self, use: Callable[[aiosmtplib.SMTP], Awaitable[_T]]
+    ) -> tuple[aiosmtplib.SMTP, _T]:
+        """``use`` a connection of the session; once more on a new one if a kept
+        connection turned out closed. Any failure closes the connection it happened on."""
         client, kept = await self._checkout()
         while True:
             try:
-                if isinstance(message, EmailMessage):
-                    sent = client.send_message(message, sender=sender, recipients=list(recipients))
-                else:
-                    sent = client.sendmail(sender, list(recipients), message)
-                errors, response = await sent
-                break
+                return client, await use(client)
             except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
                 client.close()
                 if not (kept and _closed_on_us(exc)):
@@ -263,12 +306,13 @@ class MailSession:
             except BaseException:
                 client.close()
                 raise
+
+    async def _checkin(self, client: aiosmtplib.SMTP) -> None:
+        """Keep ``client``, after a transaction that succeeded, for the next message."""
         if len(self._idle) < self._max_idle:
             self._idle.append(client)
         else:
             await _quit(client)
-        refused = {rcpt: (resp.code, resp.message) for rcpt, resp in errors.items()}
-        return SentMail(response=response, refused=refused)
 
     async def _checkout(self) -> tuple[aiosmtplib.SMTP, bool]:
         """A connection and whether it was kept from an earlier message."""
@@ -288,6 +332,58 @@ class MailSession:
         finally:  # cancelled halfway: close the rest without goodbye
             for client in idle:
                 client.close()
+
+
+class OpenMail:
+    """A transaction whose envelope the relay accepted, waiting for its message
+    (:meth:`MailSession.begin`). Exactly one of :meth:`send` or :meth:`abort` is called."""
+
+    def __init__(
+        self,
+        session: MailSession,
+        client: aiosmtplib.SMTP,
+        refused: dict[str, tuple[int, str]],
+    ) -> None:
+        self._session = session
+        self._client: aiosmtplib.SMTP | None = client
+        self._refused = refused
+
+    def _take(self) -> aiosmtplib.SMTP:
+        client, self._client = self._client, None
+        if client is None:
+            raise RuntimeError("this transaction is over")
+        return client
+
+    async def send(self, message: bytes) -> SentMail:
+        """Send ``message`` (DATA) and return what the relay said when it took it."""
+        client = self._take()
+        try:
+            response = await client.data(message)
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            client.close()
+            raise _translate(exc) from exc
+        except BaseException:
+            client.close()
+            raise
+        await self._session._checkin(client)
+        return SentMail(response=response.message, refused=self._refused)
+
+    async def abort(self) -> None:
+        """Drop the transaction (RSET); nothing was sent. Never raises a relay error."""
+        client = self._take()
+        try:
+            await client.rset()
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError):
+            client.close()
+            return
+        except BaseException:
+            client.close()
+            raise
+        await self._session._checkin(client)
+
+
+def _refusals(errors: dict[str, aiosmtplib.SMTPResponse]) -> dict[str, tuple[int, str]]:
+    return {rcpt: (resp.code, resp.message) for rcpt, resp in errors.items()}
 
 
 def _closed_on_us(exc: Exception) -> bool:

@@ -1,7 +1,8 @@
 """A real SMTP server (aiosmtpd) on 127.0.0.1, port 0, that records what it receives.
 
 Tests use it as the relay the bridge delivers to. Replies can be scripted per recipient
-(``rcpt_replies``) or for the end of DATA (``data_reply``) to simulate refusals.
+(``rcpt_replies``) or for the end of DATA (``data_reply``) to simulate refusals. The
+envelope commands it answered are logged (``commands``) in order.
 """
 
 from __future__ import annotations
@@ -43,10 +44,31 @@ class SinkHandler:
     data_reply: str | None = None
     mail_replies: list[str] = field(default_factory=list)  # one used per MAIL, then 250
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    commands: list[str] = field(default_factory=list)  # "MAIL a@b", "RCPT c@d", "RSET"
+    commanded: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def _log(self, command: str) -> None:
+        self.commands.append(command)
+        self.commanded.set()
+
+    async def wait_for_command(self, command: str, within: float = 10.0) -> None:
+        """Wait until the sink answered ``command`` (as logged in ``commands``)."""
+
+        async def _wait() -> None:
+            while command not in self.commands:
+                self.commanded.clear()
+                await self.commanded.wait()
+
+        await asyncio.wait_for(_wait(), within)
+
+    async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self._log("RSET")
+        return "250 OK"
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        self._log(f"MAIL {address}")
         if self.mail_replies:
             return self.mail_replies.pop(0)
         envelope.mail_from = address
@@ -56,6 +78,7 @@ class SinkHandler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        self._log(f"RCPT {address}")
         reply = self.rcpt_replies.get(address.lower())
         if reply is not None:
             return reply

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from bridge.errors import TransientError
-from bridge.mailer import Mailer, MailRejected, RelaySettings
+from bridge.mailer import Mailer, MailRejected, MessageTooLarge, RelaySettings
 from tests.bridge_harness import eventually
 from tests.smtp_sink import RunningSink, running_sink
 
@@ -138,3 +138,66 @@ async def test_a_send_cancelled_before_the_greeting_leaves_no_connection_open() 
         with pytest.raises(asyncio.CancelledError):
             await sending
         await asyncio.wait_for(closed.wait(), 5)
+
+
+async def test_an_envelope_opened_ahead_takes_its_message_later_on_the_same_connection() -> None:
+    async with running_sink() as sink, _mailer(sink).session() as mail:
+        opened = await mail.begin(sender="fax@example.org", recipients=["a@ex.org"])
+        assert sink.handler.commands == ["MAIL fax@example.org", "RCPT a@ex.org"]
+        assert sink.received == []
+        sent = await opened.send(_mail(1))
+        await mail.send(_mail(2), sender="fax@example.org", recipients=["b@ex.org"])
+    assert sent.refused == {}
+    first, second = sink.received
+    assert (first.mail_from, first.rcpt_tos) == ("fax@example.org", ["a@ex.org"])
+    assert first.parsed()["Subject"] == "1"
+    assert first.peer == second.peer
+    with pytest.raises(RuntimeError):
+        await opened.send(_mail(3))
+
+
+async def test_an_aborted_envelope_sends_nothing_and_its_connection_is_used_again() -> None:
+    async with running_sink() as sink, _mailer(sink).session() as mail:
+        opened = await mail.begin(sender="fax@example.org", recipients=["a@ex.org"])
+        await opened.abort()
+        assert sink.handler.commands[-1] == "RSET"
+        await mail.send(_mail(2), sender="fax@example.org", recipients=["b@ex.org"])
+        assert len(sink.connections) == 1
+    [only] = sink.received
+    assert (only.rcpt_tos, only.parsed()["Subject"]) == (["b@ex.org"], "2")
+
+
+async def test_an_envelope_refused_at_rcpt_fails_like_a_send_and_sends_nothing() -> None:
+    async with running_sink() as sink, _mailer(sink).session() as mail:
+        sink.handler.rcpt_replies["a@ex.org"] = "550 5.1.1 No such user"
+        with pytest.raises(MailRejected) as info:
+            await mail.begin(sender="fax@example.org", recipients=["a@ex.org"])
+        assert info.value.smtp_code == 550
+        await mail.send(_mail(2), sender="fax@example.org", recipients=["b@ex.org"])
+    assert [m.rcpt_tos for m in sink.received] == [["b@ex.org"]]
+
+
+async def test_an_envelope_on_a_kept_connection_the_relay_dropped_opens_on_a_new_one() -> None:
+    async with running_sink() as sink, _mailer(sink).session() as mail:
+        await mail.send(_mail(1), sender="fax@example.org", recipients=["a@ex.org"])
+        sink.drop_connections()
+        opened = await mail.begin(sender="fax@example.org", recipients=["a@ex.org"])
+        await opened.send(_mail(2))
+    first, second = sink.received
+    assert second.parsed()["Subject"] == "2"
+    assert first.peer != second.peer
+
+
+async def test_a_message_refused_at_the_end_of_an_opened_envelope_closes_its_connection() -> None:
+    async with running_sink() as sink, _mailer(sink).session() as mail:
+        opened = await mail.begin(sender="fax@example.org", recipients=["a@ex.org"])
+        sink.handler.data_reply = "552 5.3.4 Message too big"
+        with pytest.raises(MessageTooLarge):
+            await opened.send(_mail(1))
+        sink.handler.data_reply = None
+
+        async def none_open() -> bool:
+            return not sink.connections
+
+        await eventually(none_open, within=5, what="the refused connection to close")
+    assert sink.received == []
