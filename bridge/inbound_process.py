@@ -30,29 +30,26 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Sequence
 
 from bridge import metrics
-from bridge.errors import AuthError, BridgeError, PermanentError, TransientError
+from bridge.errors import AuthError, BridgeError, TransientError
 from bridge.inbound_ahead import Ahead, drop_task
-from bridge.inbound_mail import FaxFacts, build_admin_notice, facts_of
+from bridge.inbound_mail import FaxFacts, facts_of
 from bridge.inbound_outlet import ImapAppend, LazyImages, MailOutlet
 from bridge.inbound_plan import plan_deliveries
+from bridge.inbound_recipient import Keep, RecipientDelivery
 from bridge.inbound_settings import InboundSettings
 from bridge.interfax import InterfaxClient
 from bridge.interfax_errors import InterfaxNotFoundError
 from bridge.interfax_models import InboundImage
 from bridge.jobs import (
     DeliveryChannel,
-    DeliveryState,
     InboundDelivery,
     InboundFax,
-    InboundRecipient,
     InboundState,
 )
-from bridge.mailer import Mailer, MessageTooLarge
+from bridge.mailer import Mailer
 from bridge.render import TemplateRenderer
 from bridge.routing import Decision, Presentation, route_fax
 from bridge.store import Store
@@ -91,6 +88,7 @@ class FaxProcessor:
         self._store = store
         self._client = client
         self._outlet = MailOutlet(mailer, imap)
+        self._recipients = RecipientDelivery(self, store, self._outlet, clock)
         self.renderer = renderer
         self.settings = settings
         self._gate = gate
@@ -213,7 +211,7 @@ class FaxProcessor:
             return None
         presentation = decision.presentation if decision is not None else Presentation()
         # New recipients are promised from the first delivery record on, which keeps them.
-        keep = _Keep(recipients=plan.new)
+        keep = Keep(recipients=plan.new)
         if not plan.todo:
             # Everyone has it (a repeated "done" is harmless and promotes the fax).
             last = plan.deliveries[-1]
@@ -246,7 +244,7 @@ class FaxProcessor:
                 downloaded = await download
                 source = downloaded.data, downloaded.content_type
                 if fax.state is InboundState.SEEN:
-                    keep = _Keep(keep.recipients, source)
+                    keep = Keep(keep.recipients, source)
             images = LazyImages(source, presentation, facts, self.settings.mail.filename_template)
         result: InboundFax | None = None
         failed: list[str] = []
@@ -255,13 +253,13 @@ class FaxProcessor:
             # delivered: its mark-read may go out while that record is written.
             finishing = not failed and not stranded and delivery is todo[-1]
             try:
-                outcome = await self._deliver_one(
+                outcome = await self._recipients.deliver(
                     facts, delivery, presentation, images, keep, ahead, finishing=finishing
                 )
             except Exception as exc:  # our own failure (a template, a bug) before any record
-                await self._keep_anyway(delivery, keep, exc)
+                await self._recipients.keep_anyway(delivery, keep, exc)
                 raise
-            keep = _Keep()  # the first record (delivered or failed) kept it
+            keep = Keep()  # the first record (delivered or failed) kept it
             if isinstance(outcome, str):
                 failed.append(outcome)
             elif outcome is not None:
@@ -276,104 +274,11 @@ class FaxProcessor:
             log.info("fax %d: delivered to %d recipient(s)", fax.message_id, count)
         return result
 
-    async def _keep_anyway(self, delivery: InboundDelivery, keep: _Keep, exc: Exception) -> None:
-        """Record a failed attempt that keeps ``keep``, so that retries of a fax our own
-        failure holds up use the image downloaded once (InterFAX may drop it meanwhile)."""
-        if not keep.recipients and keep.image is None:
-            return
-        try:
-            await self._store.inbound_delivery_failed(
-                delivery.message_id,
-                delivery.recipient,
-                f"{type(exc).__name__}: {exc}",
-                now=self._clock(),
-                recipients=keep.recipients,
-                image=keep.image,
-            )
-        except BridgeError as error:
-            log.error("fax %d: could not keep its image: %s", delivery.message_id, error)
-
     async def _stored_image(self, fax: InboundFax) -> tuple[bytes, str] | None:
         """The image the ledger kept (None when it has none, or retention removed it)."""
         if fax.state is not InboundState.DOWNLOADED:
             return None
         return await self._store.inbound_image(fax.message_id)
-
-    async def _deliver_one(
-        self,
-        facts: FaxFacts,
-        delivery: InboundDelivery,
-        presentation: Presentation,
-        images: LazyImages | None,
-        keep: _Keep,
-        ahead: Ahead,
-        *,
-        finishing: bool,
-    ) -> InboundFax | str | None:
-        """Deliver to one recipient: the fax row after recording it (with ``keep``), or
-        the error text. When ``finishing``, the mark-read starts once the mail is taken."""
-        message_id, data = await self._outlet.wired(
-            facts, delivery, presentation, images, self.settings.mail, self.renderer
-        )
-        try:
-            try:
-                opened = await ahead.envelope(delivery.recipient)
-                await self._outlet.send(delivery, data, facts, self.settings.mail, opened)
-            except MessageTooLarge as exc:
-                log.warning(
-                    "fax %d: too large for the relay for %s, sending a notice instead: %s",
-                    facts.message_id,
-                    delivery.recipient,
-                    exc,
-                )
-                note = (
-                    f"The fax was too large for the mail server ({exc.smtp_code} "
-                    f"{exc.smtp_text}), so it is not attached. Download it from the InterFAX "
-                    f"web portal (message {facts.message_id}) while InterFAX keeps it."
-                )
-                message_id, data = await self._outlet.wired(
-                    facts, delivery, presentation, None, self.settings.mail, self.renderer, note
-                )
-                await self._outlet.send(delivery, data, facts, self.settings.mail)
-                self.count("too_large")
-        except (TransientError, PermanentError, AuthError) as exc:
-            return await self._failed(facts, delivery, exc, keep)
-        if finishing:
-            ahead.start_mark()
-        self.count("mails_delivered")
-        return await self._store.inbound_delivery_done(
-            facts.message_id,
-            delivery.recipient,
-            message_id,
-            now=self._clock(),
-            recipients=keep.recipients,
-            image=keep.image,
-        )
-
-    async def _failed(
-        self, facts: FaxFacts, delivery: InboundDelivery, exc: BridgeError, keep: _Keep
-    ) -> str:
-        permanent = isinstance(exc, PermanentError)
-        if isinstance(exc, AuthError):
-            where = "the IMAP server" if delivery.channel is DeliveryChannel.IMAP else "the relay"
-            log.critical("%s refused our credentials; fax mails wait: %s", where, exc)
-        elif permanent and delivery.state is DeliveryState.PENDING:
-            # The first permanent refusal for this recipient: tell the admin, once. If the
-            # notice itself cannot go out now, the delivery stays PENDING to try again.
-            details = {"recipient": delivery.recipient, "error": str(exc)}
-            permanent = await self._tell_admin(facts, "rejected", details)
-        log.warning("fax %d: delivery to %s failed: %s", facts.message_id, delivery.recipient, exc)
-        self.count("delivery_failures")
-        await self._store.inbound_delivery_failed(
-            facts.message_id,
-            delivery.recipient,
-            str(exc),
-            now=self._clock(),
-            permanent=permanent,
-            recipients=keep.recipients,
-            image=keep.image,
-        )
-        return f"{delivery.recipient}: {exc}"
 
     # -- no route, admin ------------------------------------------------------------------
 
@@ -385,7 +290,7 @@ class FaxProcessor:
             facts.number,
             facts.sender,
         )
-        if not await self._tell_admin(facts, "unrouted", {}):
+        if not await self._recipients.tell_admin(facts, "unrouted", {}):
             raise Deferred("could not tell the admin about a fax without a route")
         moved = await self._store.inbound_transition(
             fax.message_id,
@@ -396,26 +301,6 @@ class FaxProcessor:
         )
         if moved is not None:
             self.count("faxes_unrouted")
-
-    async def _tell_admin(self, facts: FaxFacts, problem: str, details: Mapping[str, str]) -> bool:
-        """Send a notice to mail.admin; False only when it should be tried again later."""
-        admin = self.settings.admin
-        if admin is None:
-            log.error("fax %d: %s (set mail.admin to be told by mail)", facts.message_id, problem)
-            return True
-        notice = build_admin_notice(
-            facts,
-            admin=admin,
-            problem=problem,
-            details=details,
-            settings=self.settings.mail,
-            renderer=self.renderer,
-            now=datetime.now(UTC),
-        )
-        if not await self._outlet.notify(notice, facts, admin, self.settings.mail):
-            return False
-        self.count("admin_notices")
-        return True
 
     # -- marking, scheduling ------------------------------------------------------------
 
@@ -486,11 +371,3 @@ class FaxProcessor:
             )
         except BridgeError as exc:
             log.error("fax %d: could not record the failure (%s): %s", message_id, error, exc)
-
-
-@dataclass(frozen=True, slots=True)
-class _Keep:
-    """What a fax's first delivery record keeps with it: new recipients, a fresh image."""
-
-    recipients: Sequence[InboundRecipient] = ()
-    image: tuple[bytes, str] | None = None
