@@ -6,10 +6,11 @@ without changing what is decided, sent or recorded:
 * the envelope (MAIL, RCPT) of the first mail goes to the relay while the image
   downloads; the mail follows in the same transaction, or RSET drops it unsent;
 * the mark-read request goes out as soon as the relay accepted the fax's last mail,
-  beside that mail's delivery record (an fsync) instead of after it. A crash between
-  the two repeats that one mail at restart, exactly as a crash between the relay's 250
-  and the record does anyway: the ledger, not the unread flag at InterFAX, decides what
-  is retried.
+  beside that mail's delivery record (an fsync) instead of after it. A crash before the
+  record is durable repeats that one mail at restart (same Message-ID), as it would
+  without the overlap: the ledger, not the unread flag at InterFAX, decides what is
+  retried. (Should a power cut take the fax's whole ledger row, InterFAX may already
+  have it read: then nothing is repeated.)
 """
 
 from __future__ import annotations
@@ -36,17 +37,21 @@ class Ahead:
         return self._mark is not None
 
     def open_envelope(self, recipient: str, opening: Coroutine[Any, Any, OpenMail | None]) -> None:
-        """Open the envelope of ``recipient``'s mail in the background."""
+        """Open the envelope of ``recipient``'s mail in the background (once a fax)."""
+        if self._envelope is not None:
+            opening.close()
+            raise RuntimeError("an envelope is open already")
         self._envelope = (recipient, asyncio.create_task(opening))
 
     async def envelope(self, recipient: str) -> OpenMail | None:
         """The envelope opened for ``recipient`` (None if none was), which the caller now
         owns; raises what opening it raised."""
+        # The recipient check is defensive: the envelope is opened for the first delivery.
         if self._envelope is None or self._envelope[0] != recipient:
             return None
-        task = self._envelope[1]
+        opened = await self._envelope[1]  # cancelled here, settle() still finds it
         self._envelope = None
-        return await task
+        return opened
 
     def start_mark(self) -> None:
         """Send the mark-read request now, in the background."""
@@ -74,13 +79,24 @@ class Ahead:
         task = self._envelope[1]
         self._envelope = None
         if not task.done():
-            task.cancel()  # opening it closes its connection on the way out
-            await asyncio.wait([task])
+            # Cancelled while opening, it closes its connection; should it finish first,
+            # nobody claims the transaction and its connection is closed.
+            task.cancel()
+            task.add_done_callback(_close_unclaimed)
+            return
         if task.cancelled() or task.exception() is not None:
             return
         opened = task.result()
         if opened is not None:
             await opened.abort()
+
+
+def _close_unclaimed(task: asyncio.Task[OpenMail | None]) -> None:
+    if task.cancelled() or task.exception() is not None:
+        return
+    opened = task.result()
+    if opened is not None:
+        opened.close()
 
 
 async def _call(mark: Callable[[], Awaitable[None]]) -> None:

@@ -38,7 +38,7 @@ from bridge.inbound_ahead import Ahead, drop_task
 from bridge.inbound_mail import FaxFacts, facts_of
 from bridge.inbound_outlet import ImapAppend, LazyImages, MailOutlet
 from bridge.inbound_plan import plan_deliveries
-from bridge.inbound_recipient import Keep, RecipientDelivery
+from bridge.inbound_recipient import Keep, Letter, RecipientDelivery
 from bridge.inbound_settings import InboundSettings
 from bridge.interfax import InterfaxClient
 from bridge.interfax_errors import InterfaxNotFoundError
@@ -88,9 +88,9 @@ class FaxProcessor:
         self._store = store
         self._client = client
         self._outlet = MailOutlet(mailer, imap)
-        self._recipients = RecipientDelivery(self, store, self._outlet, clock)
         self.renderer = renderer
         self.settings = settings
+        self._recipients = RecipientDelivery(self, store, self._outlet, clock)
         self._gate = gate
         self._backoff = backoff
         #: Running totals, by event (see :meth:`count`).
@@ -163,6 +163,7 @@ class FaxProcessor:
         download: Awaitable[InboundImage] | None,
     ) -> InboundFax | None:
         message_id = fax.message_id
+        # inbound.mark_read as it was when the fax was taken up.
         ahead = Ahead(
             (lambda: self._client.mark_read(message_id)) if self.settings.mark_read else None
         )
@@ -231,6 +232,8 @@ class FaxProcessor:
         todo = [d for d in plan.todo if d not in stranded]
         if not todo:
             raise Deferred("deliver: imap is not available", delay=self._backoff.cap)
+        # One configuration for every mail of the fax, even if a reload lands meanwhile.
+        mail, renderer = self.settings.mail, self.renderer
         facts = self.facts(fax)
         images = None
         if presentation.attach:
@@ -240,21 +243,23 @@ class FaxProcessor:
                     download = self._client.inbound_image(fax.message_id)
                 # The relay's round trips for the first envelope overlap the download.
                 first = todo[0]
-                ahead.open_envelope(first.recipient, self._outlet.begin(first, self.settings.mail))
+                ahead.open_envelope(first.recipient, self._outlet.begin(first, mail))
                 downloaded = await download
                 source = downloaded.data, downloaded.content_type
                 if fax.state is InboundState.SEEN:
                     keep = Keep(keep.recipients, source)
-            images = LazyImages(source, presentation, facts, self.settings.mail.filename_template)
+            images = LazyImages(source, presentation, facts, mail.filename_template)
+        letter = Letter(facts, presentation, images, mail, renderer)
         result: InboundFax | None = None
         failed: list[str] = []
+        unrecorded = False
         for delivery in todo:
             # Once the last mail is accepted with every other delivery done, the fax is
             # delivered: its mark-read may go out while that record is written.
-            finishing = not failed and not stranded and delivery is todo[-1]
+            finishing = not (failed or unrecorded or stranded) and delivery is todo[-1]
             try:
                 outcome = await self._recipients.deliver(
-                    facts, delivery, presentation, images, keep, ahead, finishing=finishing
+                    letter, delivery, keep, ahead, finishing=finishing
                 )
             except Exception as exc:  # our own failure (a template, a bug) before any record
                 await self._recipients.keep_anyway(delivery, keep, exc)
@@ -262,7 +267,9 @@ class FaxProcessor:
             keep = Keep()  # the first record (delivered or failed) kept it
             if isinstance(outcome, str):
                 failed.append(outcome)
-            elif outcome is not None:
+            elif outcome is None:  # the ledger lost the delivery meanwhile (an operator)
+                unrecorded = True
+            else:
                 result = outcome
         if failed:
             raise Deferred("delivery failed for " + "; ".join(failed))

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from bridge.errors import AuthError, BridgeError, PermanentError, TransientError
 from bridge.inbound_ahead import Ahead
-from bridge.inbound_mail import FaxFacts, build_admin_notice
+from bridge.inbound_mail import FaxFacts, InboundMailSettings, build_admin_notice
 from bridge.inbound_outlet import LazyImages, MailOutlet
 from bridge.inbound_settings import InboundSettings
 from bridge.jobs import (
@@ -58,10 +58,8 @@ class RecipientDelivery:
 
     async def deliver(
         self,
-        facts: FaxFacts,
+        letter: Letter,
         delivery: InboundDelivery,
-        presentation: Presentation,
-        images: LazyImages | None,
         keep: Keep,
         ahead: Ahead,
         *,
@@ -69,10 +67,14 @@ class RecipientDelivery:
     ) -> InboundFax | str | None:
         """Deliver to one recipient: the fax row after recording it (with ``keep``), or
         the error text. When ``finishing``, the mark-read starts once the mail is taken."""
-        # One configuration for the whole delivery, even if a reload lands meanwhile.
-        mail, renderer = self._context.settings.mail, self._context.renderer
+        facts, presentation, mail, renderer = (
+            letter.facts,
+            letter.presentation,
+            letter.mail,
+            letter.renderer,
+        )
         message_id, data = await self._outlet.wired(
-            facts, delivery, presentation, images, mail, renderer
+            facts, delivery, presentation, letter.images, mail, renderer
         )
         try:
             try:
@@ -171,6 +173,17 @@ class RecipientDelivery:
             return False
         self._context.count("admin_notices")
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    """What every recipient's mail of one fax is made of, under one configuration."""
+
+    facts: FaxFacts
+    presentation: Presentation
+    images: LazyImages | None
+    mail: InboundMailSettings
+    renderer: TemplateRenderer
 
 
 @dataclass(frozen=True, slots=True)

@@ -270,7 +270,7 @@ class MailSession:
         with :meth:`OpenMail.send`. Their round trips overlap the making of the message.
 
         Raises like :meth:`send`. The relay is not told the message's size in advance
-        (SIZE), so a message too large is refused only once sent, as without SIZE.
+        (SIZE); a message over the limit it announced is refused without being sent.
         """
         self._check(sender, recipients)
 
@@ -287,7 +287,7 @@ class MailSession:
             return {r.recipient: aiosmtplib.SMTPResponse(r.code, r.message) for r in refusals}
 
         client, errors = await self._on_connection(envelope)
-        return OpenMail(self, client, _refusals(errors))
+        return OpenMail(self, client, (sender, list(recipients)), _refusals(errors))
 
     async def _on_connection(
         self, use: Callable[[aiosmtplib.SMTP], Awaitable[_T]]
@@ -336,16 +336,19 @@ class MailSession:
 
 class OpenMail:
     """A transaction whose envelope the relay accepted, waiting for its message
-    (:meth:`MailSession.begin`). Exactly one of :meth:`send` or :meth:`abort` is called."""
+    (:meth:`MailSession.begin`). Exactly one of :meth:`send`, :meth:`abort` or
+    :meth:`close` is called."""
 
     def __init__(
         self,
         session: MailSession,
         client: aiosmtplib.SMTP,
+        envelope: tuple[str, Sequence[str]],
         refused: dict[str, tuple[int, str]],
     ) -> None:
         self._session = session
         self._client: aiosmtplib.SMTP | None = client
+        self._envelope = envelope
         self._refused = refused
 
     def _take(self) -> aiosmtplib.SMTP:
@@ -355,13 +358,30 @@ class OpenMail:
         return client
 
     async def send(self, message: bytes) -> SentMail:
-        """Send ``message`` (DATA) and return what the relay said when it took it."""
+        """Send ``message`` (DATA) and return what the relay said when it took it.
+
+        The envelope may have waited a while: when the relay dropped it meanwhile (a
+        closed connection, or ``421``), the message goes once more in a transaction of
+        its own, as :meth:`MailSession.send` does on a kept connection.
+        """
         client = self._take()
+        limit = _size_limit(client)
+        if limit and len(message) > limit:
+            # RFC 1870: never send more than the relay announced it takes.
+            await _reset(client, self._session)
+            text = f"5.3.4 the message ({len(message)} bytes) exceeds the relay's SIZE {limit}"
+            raise MessageTooLarge(f"relay limit: {text}", smtp_code=552, smtp_text=text)
+        sender, recipients = self._envelope
+        if not client.is_connected:
+            client.close()
+            return await self._session.send(message, sender=sender, recipients=recipients)
         try:
             response = await client.data(message)
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             client.close()
-            raise _translate(exc) from exc
+            if not _closed_on_us(exc):
+                raise _translate(exc) from exc
+            return await self._session.send(message, sender=sender, recipients=recipients)
         except BaseException:
             client.close()
             raise
@@ -370,16 +390,30 @@ class OpenMail:
 
     async def abort(self) -> None:
         """Drop the transaction (RSET); nothing was sent. Never raises a relay error."""
-        client = self._take()
-        try:
-            await client.rset()
-        except (aiosmtplib.SMTPException, OSError, ssl.SSLError):
-            client.close()
-            return
-        except BaseException:
-            client.close()
-            raise
-        await self._session._checkin(client)
+        await _reset(self._take(), self._session)
+
+    def close(self) -> None:
+        """Drop the transaction with its connection at once (no RSET); nothing was sent."""
+        self._take().close()
+
+
+def _size_limit(client: aiosmtplib.SMTP) -> int:
+    """The largest message the relay takes (RFC 1870 SIZE), 0 when it named none."""
+    value = client.esmtp_extensions.get("size", "")
+    return int(value) if value.strip().isdigit() else 0
+
+
+async def _reset(client: aiosmtplib.SMTP, session: MailSession) -> None:
+    """RSET, then keep the connection for the next message; close it if that fails."""
+    try:
+        await client.rset()
+    except (aiosmtplib.SMTPException, OSError, ssl.SSLError):
+        client.close()
+        return
+    except BaseException:
+        client.close()
+        raise
+    await session._checkin(client)
 
 
 def _refusals(errors: dict[str, aiosmtplib.SMTPResponse]) -> dict[str, tuple[int, str]]:

@@ -4,7 +4,9 @@ A crash is simulated by a ``BaseException`` raised right after (or before) one d
 step, which no handler in the worker catches: the poll dies mid-fax as a killed process
 would, with the ledger exactly as that step left it. The restart opens a new store
 handle and a new InterFAX client on the same state directory. Every scenario must end
-with exactly one mail per recipient and the fax marked read.
+with the fax marked read and exactly one mail per recipient, except for a crash between
+the relay's 250 and that mail's record: then the mail goes once more, with the same
+Message-ID.
 """
 
 from __future__ import annotations

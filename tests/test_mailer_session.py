@@ -201,3 +201,25 @@ async def test_a_message_refused_at_the_end_of_an_opened_envelope_closes_its_con
 
         await eventually(none_open, within=5, what="the refused connection to close")
     assert sink.received == []
+
+
+async def test_an_envelope_the_relay_dropped_while_it_waited_is_sent_on_a_new_connection() -> None:
+    async with running_sink() as sink, _mailer(sink).session() as mail:
+        opened = await mail.begin(sender="fax@example.org", recipients=["a@ex.org"])
+        sink.drop_connections()
+        await opened.send(_mail(1))
+    [only] = sink.received
+    assert (only.rcpt_tos, only.parsed()["Subject"]) == (["a@ex.org"], "1")
+
+
+async def test_a_message_over_the_relays_size_is_refused_without_sending_it() -> None:
+    async with running_sink(data_size_limit=200) as sink, _mailer(sink).session() as mail:
+        opened = await mail.begin(sender="fax@example.org", recipients=["a@ex.org"])
+        big = _mail(1) + b"x" * 300 + b"\r\n"
+        with pytest.raises(MessageTooLarge) as info:
+            await opened.send(big)
+        assert info.value.smtp_code == 552
+        assert sink.handler.commands[-1] == "RSET"
+        await mail.send(_mail(2), sender="fax@example.org", recipients=["b@ex.org"])
+        assert len(sink.connections) == 1
+    assert [m.rcpt_tos for m in sink.received] == [["b@ex.org"]]
