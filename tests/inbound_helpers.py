@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -96,3 +97,11 @@ def html_body(message: EmailMessage) -> str:
     body = message.get_body(("html",))
     assert isinstance(body, EmailMessage)
     return str(body.get_content())
+
+
+def broken_templates(tmp_path: Path) -> Path:
+    """A templates directory whose fax mail template fails to render (our own bug)."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "inbound.txt.j2").write_text("{{ pages / 0 }}\n")
+    return templates

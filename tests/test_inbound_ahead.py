@@ -19,7 +19,7 @@ from bridge.interfax_models import InboundImage
 from bridge.jobs import InboundState
 from tests.conftest import minimal_pdf
 from tests.inbound_harness import FROM, HOUR, InboundHarness
-from tests.inbound_helpers import attachments_of
+from tests.inbound_helpers import attachments_of, broken_templates
 
 A, B = "a@clinic.example.org", "b@clinic.example.org"
 ROUTE = f'routes:\n  "+12125550100": [{A}, {B}]\n'
@@ -73,9 +73,7 @@ async def test_a_failed_download_resets_the_opened_envelope_and_mails_nothing(
 async def test_our_own_failure_after_the_envelope_opened_resets_it_and_mails_nothing(
     h: InboundHarness, tmp_path: Path
 ) -> None:
-    templates = tmp_path / "templates"
-    templates.mkdir()
-    (templates / "inbound.txt.j2").write_text("{{ pages / 0 }}\n")
+    templates = broken_templates(tmp_path)
     fax_id = await h.control.receive_fax(minimal_pdf(), phone_number="+12125550100")
     hold_downloads_until_the_envelope(h)
     await h.worker(ROUTE, templates=templates).poll_once()

@@ -26,7 +26,7 @@ from bridge.render import TemplateRenderer
 from bridge.sandbox.server import RunningSandbox
 from tests.conftest import SandboxControl, minimal_pdf
 from tests.inbound_harness import ADMIN, HOUR, InboundHarness, inbound_harness
-from tests.inbound_helpers import attachments_of
+from tests.inbound_helpers import attachments_of, broken_templates
 
 A, B = "a@clinic.example.org", "b@clinic.example.org"
 ROUTE = f'routes:\n  "+12125550100": [{A}, {B}]\n'
@@ -348,9 +348,7 @@ async def test_an_early_download_a_fresh_ledger_row_makes_needless_is_dropped_qu
 async def test_a_fax_our_own_template_holds_up_keeps_its_image_and_is_downloaded_once(
     h: InboundHarness, tmp_path: Path
 ) -> None:
-    templates = tmp_path / "templates"
-    templates.mkdir()
-    (templates / "inbound.txt.j2").write_text("{{ pages / 0 }}\n")
+    templates = broken_templates(tmp_path)
     pdf = minimal_pdf(pages=2)
     fax_id = await h.control.receive_fax(pdf, phone_number="+12125550100")
     downloads = h.count_downloads()
