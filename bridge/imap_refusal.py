@@ -63,6 +63,12 @@ class MailRefusalNotifier:
         self._domain = message_id_domain
         self._clock = clock
 
+    def replace_sender(self, sender: MailAddress, *, fax_domain: str) -> None:
+        """Send later reports from ``sender`` (``mail.from`` after a reload)."""
+        self._sender = sender
+        self._fax_domain = fax_domain
+        self._domain = sender.domain
+
     async def __call__(self, notice: RefusalNotice) -> None:
         """Build and send the report; raises the :class:`~bridge.mailer.Mailer` errors."""
         subject = clean_subject(notice.subject)

@@ -58,6 +58,11 @@ class Maintenance:
         self._clock = clock
         self.heartbeat = Heartbeat(interval)
 
+    def replace_contacts(self, *, sender: MailAddress, admin: str | None) -> None:
+        """Alert ``admin`` from ``sender`` from now on (``mail.*`` after a reload)."""
+        self._sender = sender
+        self._admin = admin
+
     async def run(self, stopping: asyncio.Event) -> None:
         """Check and purge every interval until ``stopping`` is set."""
         while not stopping.is_set():

@@ -45,6 +45,7 @@ from bridge.workers import AuthGate, Worker
 
 if TYPE_CHECKING:
     from bridge.imap_intake import ImapIntakeWorker  # needs the optional [imap] extra
+    from bridge.imap_refusal import MailRefusalNotifier
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,8 @@ class Service:
         self._reporter: Reporter | None = None
         self._submitter: Submitter | None = None
         self._imap_intake: ImapIntakeWorker | None = None
+        self._refusals: MailRefusalNotifier | None = None
+        self.maintenance: Maintenance | None = None
         self._reload_task: asyncio.Task[bool] | None = None
         self._status: StatusServer | None = None
         self._gate: AuthGate | None = None
@@ -156,6 +159,15 @@ class Service:
             wake=submit_wake,
             finished=report_wake,
         )
+        self.maintenance = Maintenance(
+            store,
+            client,
+            mailer,
+            sender=wiring.mail_sender(config),
+            admin=config.mail.admin,
+            low_balance=config.interfax.low_balance_alert,
+            retention=config.retention,
+        )
         self._workers = [
             self._submitter,
             StatusPoller(
@@ -166,15 +178,7 @@ class Service:
                 finished=report_wake,
             ),
             self._reporter,
-            Maintenance(
-                store,
-                client,
-                mailer,
-                sender=wiring.mail_sender(config),
-                admin=config.mail.admin,
-                low_balance=config.interfax.low_balance_alert,
-                retention=config.retention,
-            ),
+            self.maintenance,
         ]
         inbound = wiring.inbound_settings(config)
         if inbound.routing.configured:
@@ -183,7 +187,8 @@ class Service:
             )
             self._workers.append(self._inbound)
         if config.imap_in is not None:
-            self._imap_intake = wiring.imap_intake(config, store, self.intake, mailer)
+            self._refusals = wiring.refusal_notifier(config, mailer)
+            self._imap_intake = wiring.imap_intake(config, store, self.intake, self._refusals)
             self._workers.append(self._imap_intake)
         listen = wiring.listener_settings(config)
         if listen is not None:
@@ -325,6 +330,11 @@ class Service:
             self._submitter.replace_builder(wiring.fax_builder(new, templates))
         if self._reporter is not None:
             self._reporter.replace_settings(wiring.report_settings(new), templates)
+        sender = wiring.mail_sender(new)
+        if self.maintenance is not None:
+            self.maintenance.replace_contacts(sender=sender, admin=new.mail.admin)
+        if self._refusals is not None:
+            self._refusals.replace_sender(sender, fax_domain=new.smtp_server.fax_domain)
         self._reload_inbound(new, templates)
         self.config = new
         log.info("configuration reloaded")

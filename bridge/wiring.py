@@ -38,6 +38,7 @@ from bridge.store import Store
 if TYPE_CHECKING:
     from bridge.imap_delivery import ImapDelivery
     from bridge.imap_intake import ImapIntakeWorker
+    from bridge.imap_refusal import MailRefusalNotifier
     from bridge.intake import Intake
     from bridge.mailer import Mailer
 
@@ -198,18 +199,25 @@ def imap_delivery(section: ImapConnection) -> ImapDelivery:
     return ImapDelivery(ImapSettings.from_config(section))
 
 
-def imap_intake(config: Config, store: Store, intake: Intake, mailer: Mailer) -> ImapIntakeWorker:
-    """The worker taking fax requests from the ``imap_in`` mailbox."""
-    from bridge.imap_intake import ImapIntakeSettings, ImapIntakeWorker
+def refusal_notifier(config: Config, mailer: Mailer) -> MailRefusalNotifier:
+    """Reports refused mailbox fax requests to their (authorised) senders."""
     from bridge.imap_refusal import MailRefusalNotifier
 
-    assert config.imap_in is not None
     sender = mail_sender(config)
-    notifier = MailRefusalNotifier(
+    return MailRefusalNotifier(
         mailer,
         sender,
         fax_domain=config.smtp_server.fax_domain,
         message_id_domain=sender.domain,
     )
+
+
+def imap_intake(
+    config: Config, store: Store, intake: Intake, notifier: MailRefusalNotifier
+) -> ImapIntakeWorker:
+    """The worker taking fax requests from the ``imap_in`` mailbox."""
+    from bridge.imap_intake import ImapIntakeSettings, ImapIntakeWorker
+
+    assert config.imap_in is not None
     settings = ImapIntakeSettings.from_config(config.imap_in)
     return ImapIntakeWorker(store, intake, settings, notify_refusal=notifier)

@@ -56,3 +56,15 @@ async def test_a_relay_refusal_is_a_permanent_error_for_the_worker_to_give_up() 
         with pytest.raises(MailRejected) as caught:
             await notifier(sink.port)(NOTICE)
     assert isinstance(caught.value, PermanentError)
+
+
+async def test_after_replace_sender_reports_come_from_the_new_address() -> None:
+    async with running_sink() as sink:
+        reports = notifier(sink.port)
+        reports.replace_sender(MailAddress("faxes@new.example.org"), fax_domain="fax.local")
+        await reports(NOTICE)
+    [report] = sink.received
+    assert report.mail_from == "faxes@new.example.org"
+    mail = report.parsed()
+    assert mail["From"] == "faxes@new.example.org"
+    assert str(mail["Message-ID"]).endswith("@new.example.org>")

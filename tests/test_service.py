@@ -273,6 +273,38 @@ async def test_reload_gives_the_submitter_the_new_outbound_settings(
         await service.shutdown()
 
 
+async def test_reload_sends_later_balance_alerts_from_the_new_mail_from_to_the_new_admin(
+    tmp_path: Path, sandbox: RunningSandbox, sandbox_control: SandboxControl, sink: RunningSink
+) -> None:
+    from bridge.config import load_config
+    from bridge.service import Service
+
+    path = tmp_path / "config.yaml"
+    text = bridge_yaml(tmp_path / "state", interfax_url=sandbox.base_url, relay_port=sink.port)
+    text = text.replace("  timeout: 5s\n", "  timeout: 5s\n  low_balance_alert: '5'\n", 1)
+    path.write_text(text)
+    service = Service(load_config(path), config_path=path, notifier=SystemdNotifier({}))
+    await service.start()
+    try:
+        path.write_text(
+            text.replace("from: fax@bridge.example.org", "from: faxes@new.example.org").replace(
+                "admin: admin@clinic.example.org", "admin: boss@clinic.example.org"
+            )
+        )
+        assert await service.reload()
+        await sandbox_control.set_balance("1.5000")
+        assert service.maintenance is not None
+        await service.maintenance.run_once()
+    finally:
+        await service.shutdown()
+    [alert] = sink.received
+    assert (alert.mail_from, alert.rcpt_tos) == (
+        "faxes@new.example.org",
+        ["boss@clinic.example.org"],
+    )
+    assert str(alert.parsed()["Message-ID"]).endswith("@new.example.org>")
+
+
 async def test_a_second_service_on_the_same_state_dir_refuses_to_start(
     tmp_path: Path, sandbox: RunningSandbox, sink: RunningSink
 ) -> None:
