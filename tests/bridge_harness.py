@@ -13,7 +13,7 @@ from typing import Any
 
 import aiosmtplib
 
-from bridge.config import Config, parse_config
+from bridge.config import Config, load_config, parse_config
 from bridge.sdnotify import SystemdNotifier
 from bridge.service import Service
 
@@ -59,6 +59,18 @@ def bridge_yaml(
     if outbound:
         text += indent(dedent(outbound), "  ")
     return text + dedent(extra)
+
+
+@asynccontextmanager
+async def service_from_file(path: Path, text: str) -> AsyncIterator[Service]:
+    """A service started from ``text`` written to ``path``, so that it can reload it."""
+    await asyncio.to_thread(path.write_text, text)
+    service = Service(load_config(path), config_path=path, notifier=SystemdNotifier({}))
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.shutdown()
 
 
 def load(text: str, base_dir: Path) -> Config:

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from bridge.sandbox.server import RunningSandbox
-from tests.bridge_harness import ALICE, bridge_yaml, eventually, load, running_bridge
+from tests.bridge_harness import (
+    ALICE,
+    bridge_yaml,
+    eventually,
+    load,
+    running_bridge,
+    service_from_file,
+)
 from tests.conftest import SandboxControl
 from tests.dovecot import PASSWORD, Dovecot, running_dovecot
 from tests.imap_kit import fax_request
@@ -74,26 +81,17 @@ async def test_a_fax_request_in_the_mailbox_is_faxed_and_moved_to_done(
 async def test_after_a_reload_a_refused_request_is_reported_from_the_new_mail_from(
     tmp_path: Path, dovecot: Dovecot, sandbox: RunningSandbox, sink: RunningSink
 ) -> None:
-    from bridge.config import load_config
-    from bridge.sdnotify import SystemdNotifier
-    from bridge.service import Service
-
     user = dovecot.add_user()
     text = _config_text(
         tmp_path, sandbox, sink, _imap("imap_in", dovecot, user, "  poll_interval: 0.2s\n")
     )
     path = tmp_path / "config.yaml"
-    path.write_text(text)
-    service = Service(load_config(path), config_path=path, notifier=SystemdNotifier({}))
-    await service.start()
-    try:
+    async with service_from_file(path, text) as service:
         path.write_text(text.replace("from: fax@bridge.example.org", "from: faxes@new.example.org"))
         assert await service.reload()
         request = fax_request(to="+1555@fax.local")  # not a valid number: refused
         await asyncio.to_thread(dovecot.append, user, "INBOX", request)
         [report] = await sink.handler.wait_for(1)
-    finally:
-        await service.shutdown()
     assert (report.mail_from, report.rcpt_tos) == ("faxes@new.example.org", [ALICE])
 
 

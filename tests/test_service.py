@@ -22,7 +22,7 @@ from bridge.maintenance import Maintenance
 from bridge.sandbox.server import RunningSandbox
 from bridge.sdnotify import SystemdNotifier
 from bridge.store import Store
-from tests.bridge_harness import bridge_yaml, load, running_bridge
+from tests.bridge_harness import bridge_yaml, load, running_bridge, service_from_file
 from tests.conftest import SandboxControl
 from tests.smtp_sink import RunningSink, running_sink
 from tests.test_outbound_e2e import mail_with_pdf
@@ -209,16 +209,11 @@ async def test_process_notifies_systemd_reloads_on_sighup_and_drains_on_sigterm(
 async def test_reload_applies_trusted_networks_to_the_running_listener(
     tmp_path: Path, sandbox: RunningSandbox, sink: RunningSink
 ) -> None:
-    from bridge.config import load_config
-    from bridge.service import Service
     from tests.smtp_probe import SmtpProbe
 
     path = tmp_path / "config.yaml"
     text = bridge_yaml(tmp_path / "state", interfax_url=sandbox.base_url, relay_port=sink.port)
-    path.write_text(text)
-    service = Service(load_config(path), config_path=path, notifier=SystemdNotifier({}))
-    await service.start()
-    try:
+    async with service_from_file(path, text) as service:
         assert service.listener is not None
         port = service.listener.port
         async with await SmtpProbe.open(port) as probe:
@@ -233,16 +228,12 @@ async def test_reload_applies_trusted_networks_to_the_running_listener(
         async with await SmtpProbe.open(port) as probe:
             await probe.ehlo()
             assert (await probe.mail("alice@clinic.example.org")).status == "530 5.7.0"
-    finally:
-        await service.shutdown()
 
 
 async def test_reload_gives_the_submitter_the_new_outbound_settings(
     tmp_path: Path, sandbox: RunningSandbox, sink: RunningSink
 ) -> None:
-    from bridge.config import load_config
     from bridge.jobs import JobState
-    from bridge.service import Service
     from tests.bridge_harness import ALICE, RunningBridge, eventually
 
     path = tmp_path / "config.yaml"
@@ -250,10 +241,7 @@ async def test_reload_gives_the_submitter_the_new_outbound_settings(
     text = bridge_yaml(
         state, interfax_url=sandbox.base_url, relay_port=sink.port, outbound="body: auto\n"
     )
-    path.write_text(text)
-    service = Service(load_config(path), config_path=path, notifier=SystemdNotifier({}))
-    await service.start()
-    try:
+    async with service_from_file(path, text) as service:
         # With the body ignored, a mail of text only leaves nothing to fax.
         path.write_text(text.replace("body: auto", "body: ignore"))
         assert await service.reload()
@@ -269,23 +257,15 @@ async def test_reload_gives_the_submitter_the_new_outbound_settings(
 
         [job] = await eventually(settled, what="the job to fail and be reported")
         assert "nothing to fax" in (job.last_error or "")
-    finally:
-        await service.shutdown()
 
 
 async def test_reload_sends_later_balance_alerts_from_the_new_mail_from_to_the_new_admin(
     tmp_path: Path, sandbox: RunningSandbox, sandbox_control: SandboxControl, sink: RunningSink
 ) -> None:
-    from bridge.config import load_config
-    from bridge.service import Service
-
     path = tmp_path / "config.yaml"
     text = bridge_yaml(tmp_path / "state", interfax_url=sandbox.base_url, relay_port=sink.port)
     text = text.replace("  timeout: 5s\n", "  timeout: 5s\n  low_balance_alert: '5'\n", 1)
-    path.write_text(text)
-    service = Service(load_config(path), config_path=path, notifier=SystemdNotifier({}))
-    await service.start()
-    try:
+    async with service_from_file(path, text) as service:
         path.write_text(
             text.replace("from: fax@bridge.example.org", "from: faxes@new.example.org").replace(
                 "admin: admin@clinic.example.org", "admin: boss@clinic.example.org"
@@ -295,8 +275,6 @@ async def test_reload_sends_later_balance_alerts_from_the_new_mail_from_to_the_n
         await sandbox_control.set_balance("1.5000")
         assert service.maintenance is not None
         await service.maintenance.run_once()
-    finally:
-        await service.shutdown()
     [alert] = sink.received
     assert (alert.mail_from, alert.rcpt_tos) == (
         "faxes@new.example.org",
