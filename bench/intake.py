@@ -33,7 +33,6 @@ import cProfile
 import json
 import os
 import pstats
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ from benchkit import (  # also puts the repository on sys.path
     USER,
     cpu_seconds,
     free_port,
+    wait_listening,
 )
 
 SENDER = "bench@clinic.example.org"
@@ -422,17 +422,7 @@ def sandbox_process(work: Path) -> Any:
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"the sandbox exited:\n{log.read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the sandbox did not listen within 30 s") from None
-                time.sleep(0.05)
+        wait_listening(port, proc, "the sandbox", log=log)
         yield port
     finally:
         proc.terminate()

@@ -801,15 +801,19 @@ def test_an_accepted_message_survives_sigkill_right_after_accept(state_dir: Path
     asyncio.run(check())
 
 
-def _version_2_database(state_dir: Path) -> None:
-    from bridge import store_schema
-
+def _database_at(state_dir: Path, version: int) -> sqlite3.Connection:
+    """A database as schema ``version`` left it (the caller commits and closes it)."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(state_dir / DB_FILENAME) as conn:
-        for step in store_schema.MIGRATIONS[:2]:
-            for statement in step:
-                conn.execute(statement)
-        conn.execute("PRAGMA user_version = 2")
+    conn = sqlite3.connect(state_dir / DB_FILENAME)
+    for step in store_schema.MIGRATIONS[:version]:
+        for statement in step:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")
+    return conn
+
+
+def _version_2_database(state_dir: Path) -> None:
+    with contextlib.closing(_database_at(state_dir, 2)) as conn, conn:
         conn.executemany(
             "INSERT INTO rate_events (key, at, n) VALUES (?, ?, ?)",
             [("global", T0, 1), ("global", T0 + 1, 2), ("global", T0 + 300, 1), ("x", T0, 5)],
@@ -826,14 +830,7 @@ async def test_version_2_rate_events_migrate_into_minute_buckets(state_dir: Path
 
 
 def _version_3_database_with_a_job(state_dir: Path) -> None:
-    from bridge import store_schema
-
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(state_dir / DB_FILENAME) as conn:
-        for step in store_schema.MIGRATIONS[:3]:
-            for statement in step:
-                conn.execute(statement)
-        conn.execute("PRAGMA user_version = 3")
+    with contextlib.closing(_database_at(state_dir, 3)) as conn, conn:
         conn.execute(
             "INSERT INTO messages (id, received_at, source, mail_from, from_header, size,"
             " sha256, raw, trace_id) VALUES (7, ?, 'smtp', 'a@example.org', 'a@example.org',"
