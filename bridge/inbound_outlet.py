@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -78,14 +79,7 @@ class MailOutlet:
         return _SESSION.get() or self._mailer
 
     async def wired(
-        self,
-        facts: FaxFacts,
-        delivery: InboundDelivery,
-        presentation: Presentation,
-        images: LazyImages | None,
-        settings: InboundMailSettings,
-        renderer: TemplateRenderer,
-        *notes: str,
+        self, letter: Letter, delivery: InboundDelivery, *notes: str
     ) -> tuple[str, bytes]:
         """The mail's Message-ID and its bytes as ``delivery``'s channel takes them.
 
@@ -94,15 +88,17 @@ class MailOutlet:
         convert or a large image goes to a worker thread.
         """
 
+        images = letter.images
+
         def write() -> tuple[str, bytes]:
             return fax_mail_bytes(
-                facts,
+                letter.facts,
                 recipient=delivery.recipient,
                 channel=delivery.channel,
-                presentation=presentation,
+                presentation=letter.presentation,
                 images=images.get() if images is not None else None,
-                settings=settings,
-                renderer=renderer,
+                settings=letter.mail,
+                renderer=letter.renderer,
                 now=datetime.now(UTC),
                 extra_notes=notes,
             )
@@ -124,10 +120,9 @@ class MailOutlet:
 
     async def send(
         self,
+        letter: Letter,
         delivery: InboundDelivery,
         data: bytes,
-        facts: FaxFacts,
-        settings: InboundMailSettings,
         opened: OpenMail | None = None,
     ) -> None:
         """Deliver ``data`` (in ``opened``, when given); returns only once the channel
@@ -135,14 +130,14 @@ class MailOutlet:
         if opened is not None:
             await opened.send(data)
         elif delivery.channel is DeliveryChannel.SMTP:
-            sender = settings.sender.addr_spec
+            sender = letter.mail.sender.addr_spec
             await self.relay().send(data, sender=sender, recipients=[delivery.recipient])
         elif delivery.channel is DeliveryChannel.MAILDIR:
             await asyncio.to_thread(maildir.deliver, Path(delivery.recipient), data)
         else:
             # The processor holds IMAP deliveries back while there is no IMAP mailbox.
             assert self._imap is not None
-            await self._imap(data, delivery.recipient, facts.received)
+            await self._imap(data, delivery.recipient, letter.facts.received)
 
     async def notify(
         self, notice: EmailMessage, facts: FaxFacts, admin: str, settings: InboundMailSettings
@@ -196,3 +191,14 @@ class LazyImages:
                 data, content_type, self._format, self._facts, self._template
             )
         return self._images
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    """What every recipient's mail of one fax is made of, under one configuration."""
+
+    facts: FaxFacts
+    presentation: Presentation
+    images: LazyImages | None
+    mail: InboundMailSettings
+    renderer: TemplateRenderer

@@ -36,9 +36,9 @@ from bridge import metrics
 from bridge.errors import AuthError, BridgeError, TransientError
 from bridge.inbound_ahead import Ahead, drop_task
 from bridge.inbound_mail import FaxFacts, facts_of
-from bridge.inbound_outlet import ImapAppend, LazyImages, MailOutlet
+from bridge.inbound_outlet import ImapAppend, LazyImages, Letter, MailOutlet
 from bridge.inbound_plan import plan_deliveries
-from bridge.inbound_recipient import Keep, Letter, RecipientDelivery
+from bridge.inbound_recipient import Keep, RecipientDelivery
 from bridge.inbound_settings import InboundSettings
 from bridge.interfax import InterfaxClient
 from bridge.interfax_errors import InterfaxNotFoundError

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
 from bridge.errors import AuthError, BridgeError, PermanentError, TransientError
 from bridge.inbound_ahead import Ahead
-from bridge.inbound_mail import FaxFacts, InboundMailSettings, build_admin_notice
-from bridge.inbound_outlet import LazyImages, MailOutlet
+from bridge.inbound_mail import FaxFacts, build_admin_notice
+from bridge.inbound_outlet import Letter, MailOutlet
 from bridge.inbound_settings import InboundSettings
 from bridge.jobs import (
     DeliveryChannel,
@@ -29,7 +29,6 @@ from bridge.jobs import (
 )
 from bridge.mailer import MessageTooLarge
 from bridge.render import TemplateRenderer
-from bridge.routing import Presentation
 from bridge.store import Store
 
 log = logging.getLogger(__name__)
@@ -67,19 +66,12 @@ class RecipientDelivery:
     ) -> InboundFax | str | None:
         """Deliver to one recipient: the fax row after recording it (with ``keep``), or
         the error text. When ``finishing``, the mark-read starts once the mail is taken."""
-        facts, presentation, mail, renderer = (
-            letter.facts,
-            letter.presentation,
-            letter.mail,
-            letter.renderer,
-        )
-        message_id, data = await self._outlet.wired(
-            facts, delivery, presentation, letter.images, mail, renderer
-        )
+        facts = letter.facts
+        message_id, data = await self._outlet.wired(letter, delivery)
         try:
             try:
                 opened = await ahead.envelope(delivery.recipient)
-                await self._outlet.send(delivery, data, facts, mail, opened)
+                await self._outlet.send(letter, delivery, data, opened)
             except MessageTooLarge as exc:
                 log.warning(
                     "fax %d: too large for the relay for %s, sending a notice instead: %s",
@@ -92,10 +84,9 @@ class RecipientDelivery:
                     f"{exc.smtp_text}), so it is not attached. Download it from the InterFAX "
                     f"web portal (message {facts.message_id}) while InterFAX keeps it."
                 )
-                message_id, data = await self._outlet.wired(
-                    facts, delivery, presentation, None, mail, renderer, note
-                )
-                await self._outlet.send(delivery, data, facts, mail)
+                notice = replace(letter, images=None)
+                message_id, data = await self._outlet.wired(notice, delivery, note)
+                await self._outlet.send(notice, delivery, data)
                 self._context.count("too_large")
         except (TransientError, PermanentError, AuthError) as exc:
             return await self._failed(facts, delivery, exc, keep)
@@ -173,17 +164,6 @@ class RecipientDelivery:
             return False
         self._context.count("admin_notices")
         return True
-
-
-@dataclass(frozen=True, slots=True)
-class Letter:
-    """What every recipient's mail of one fax is made of, under one configuration."""
-
-    facts: FaxFacts
-    presentation: Presentation
-    images: LazyImages | None
-    mail: InboundMailSettings
-    renderer: TemplateRenderer
 
 
 @dataclass(frozen=True, slots=True)
