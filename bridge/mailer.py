@@ -37,6 +37,8 @@ _ENVELOPE_ADDRESS = re.compile(
 
 
 _T = TypeVar("_T")
+#: What a relay connection can fail with; each is translated by :func:`_translate`.
+_RELAY_ERRORS = (aiosmtplib.SMTPException, OSError, ssl.SSLError)
 #: What aiosmtplib's sendmail returns: the refused recipients and the final reply.
 _Sent = tuple[dict[str, aiosmtplib.SMTPResponse], str]
 
@@ -173,7 +175,7 @@ class Mailer:
         client = aiosmtplib.SMTP(**await self._connection())
         try:
             await client.connect()
-        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        except _RELAY_ERRORS as exc:
             client.close()
             raise _translate(exc) from exc
         return client
@@ -206,11 +208,11 @@ class Mailer:
         exactly which step failed and why.
         """
         s = self._settings
-        client = aiosmtplib.SMTP(**await self._connection())
+        client = await self._connect()
         try:
-            await client.connect()
             await client.quit()
-        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        except _RELAY_ERRORS as exc:
+            client.close()
             raise _translate(exc) from exc
         login = f", logged in as {s.username}" if s.username else ""
         return f"{s.host}:{s.port} answered ({s.security}{login})"
@@ -298,14 +300,13 @@ class MailSession:
         while True:
             try:
                 return client, await use(client)
-            except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            except BaseException as exc:
                 client.close()
+                if not isinstance(exc, _RELAY_ERRORS):
+                    raise
                 if not (kept and _closed_on_us(exc)):
                     raise _translate(exc) from exc
                 client, kept = await self._mailer._connect(), False
-            except BaseException:
-                client.close()
-                raise
 
     async def _checkin(self, client: aiosmtplib.SMTP) -> None:
         """Keep ``client``, after a transaction that succeeded, for the next message."""
@@ -377,14 +378,13 @@ class OpenMail:
             return await self._session.send(message, sender=sender, recipients=recipients)
         try:
             response = await client.data(message)
-        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        except BaseException as exc:
             client.close()
+            if not isinstance(exc, _RELAY_ERRORS):
+                raise
             if not _closed_on_us(exc):
                 raise _translate(exc) from exc
             return await self._session.send(message, sender=sender, recipients=recipients)
-        except BaseException:
-            client.close()
-            raise
         await self._session._checkin(client)
         return SentMail(response=response.message, refused=self._refused)
 
@@ -407,11 +407,10 @@ async def _reset(client: aiosmtplib.SMTP, session: MailSession) -> None:
     """RSET, then keep the connection for the next message; close it if that fails."""
     try:
         await client.rset()
-    except (aiosmtplib.SMTPException, OSError, ssl.SSLError):
+    except BaseException as exc:
         client.close()
-        return
-    except BaseException:
-        client.close()
+        if isinstance(exc, _RELAY_ERRORS):
+            return
         raise
     await session._checkin(client)
 
@@ -430,5 +429,5 @@ def _closed_on_us(exc: Exception) -> bool:
 async def _quit(client: aiosmtplib.SMTP) -> None:
     try:
         await client.quit(timeout=_QUIT_TIMEOUT)
-    except (aiosmtplib.SMTPException, OSError, ssl.SSLError):
+    except _RELAY_ERRORS:
         client.close()
