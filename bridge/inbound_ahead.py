@@ -16,7 +16,7 @@ without changing what is decided, sent or recorded:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from bridge.mailer import OpenMail
@@ -25,7 +25,7 @@ from bridge.mailer import OpenMail
 class Ahead:
     """The early requests of one fax; :meth:`settle` drops whatever nobody waited for."""
 
-    def __init__(self, mark: Callable[[], Awaitable[None]] | None) -> None:
+    def __init__(self, mark: Callable[[], Coroutine[Any, Any, None]] | None) -> None:
         """``mark`` marks the fax read at InterFAX (None: the fax is left unread)."""
         self._mark = mark
         self._marking: asyncio.Task[None] | None = None
@@ -56,7 +56,7 @@ class Ahead:
     def start_mark(self) -> None:
         """Send the mark-read request now, in the background."""
         if self._mark is not None and self._marking is None:
-            self._marking = asyncio.create_task(_call(self._mark))
+            self._marking = asyncio.create_task(self._mark())
 
     async def mark(self) -> None:
         """Mark the fax read: wait for the request started early, or send it now."""
@@ -97,10 +97,6 @@ def _close_unclaimed(task: asyncio.Task[OpenMail | None]) -> None:
     opened = task.result()
     if opened is not None:
         opened.close()
-
-
-async def _call(mark: Callable[[], Awaitable[None]]) -> None:
-    await mark()
 
 
 def drop_task(task: asyncio.Task[Any]) -> None:

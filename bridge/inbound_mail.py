@@ -3,8 +3,9 @@
 Everything a remote fax machine chose (caller id, CSID) is untrusted. It is cleaned here,
 once, into :class:`FaxFacts` (:func:`~bridge.headersafe.clean_phone`,
 :func:`~bridge.headersafe.clean_csid`, which also break encoded-word openers) before any
-subject, template or file name sees it; :func:`~bridge.mailbuild.build_mail` cleans the
-subject again and re-parses the result as a last oracle (CVE-2024-6923).
+subject, template or file name sees it. The mail writers refuse control characters in
+header values and re-parse the header block as a last oracle
+(:func:`~bridge.mailbuild.verify_header_block`; CVE-2024-6923).
 
 Templates (overridable in ``templates_dir``): ``inbound.txt.j2`` and ``inbound.html.j2``
 for the fax mail (a route's ``template: NAME`` uses ``NAME.txt.j2`` and ``NAME.html.j2``

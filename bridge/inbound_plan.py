@@ -3,7 +3,8 @@
 A recipient recorded in the ledger was promised the fax and keeps its delivery, in
 whatever state, even when a reload has since taken it out of the route. A target of the
 route that the ledger does not hold yet gets a PENDING delivery that exists only here
-until the fax's first delivery record writes it (see ``Store.inbound_delivery_done``).
+until the fax's first delivery record, done or failed, writes it (see
+``Store.inbound_delivery_done`` and ``Store.inbound_delivery_failed``).
 """
 
 from __future__ import annotations

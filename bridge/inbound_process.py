@@ -121,7 +121,7 @@ class FaxProcessor:
         metrics.INBOUND.inc(event=event)
 
     async def take(
-        self, snapshot: InboundFax, *, release: Callable[[], None] = lambda: None
+        self, snapshot: InboundFax, *, release: Callable[[], None]
     ) -> tuple[InboundFax | None, InboundFax | None]:
         """Read the fax of ``snapshot`` afresh and take it as far as possible now.
 
@@ -129,8 +129,9 @@ class FaxProcessor:
         The snapshot (what scheduled the fax) may be stale, so what happens follows the
         fresh row; but when the snapshot says the image will be needed, its download
         starts at once, while the ledger is read, and is dropped if the fresh row says
-        otherwise. ``release`` is called once the fax is done with InterFAX and the
-        relay, before its last ledger write, so the poller can start the next fax.
+        otherwise. When the fax gets through, ``release`` is called once it is done
+        with InterFAX and the relay, before its last ledger write, so the poller can
+        start the next fax (on the other paths the caller's place ends with the call).
         """
         download = None
         if snapshot.state is InboundState.SEEN and self._attaches(snapshot):
@@ -213,7 +214,8 @@ class FaxProcessor:
         presentation = decision.presentation if decision is not None else Presentation()
         # New recipients are promised from the first delivery record on, which keeps them.
         keep = Keep(recipients=plan.new)
-        if not plan.todo:
+        pending = plan.todo
+        if not pending:
             # Everyone has it (a repeated "done" is harmless and promotes the fax).
             last = plan.deliveries[-1]
             return await self._store.inbound_delivery_done(
@@ -221,7 +223,7 @@ class FaxProcessor:
             )
         # Folders to fill by IMAP wait, loudly, while no IMAP delivery is set up; everyone
         # else gets the fax meanwhile.
-        stranded = [d for d in plan.todo if self._stranded(d.channel)]
+        stranded = [d for d in pending if self._stranded(d.channel)]
         if stranded:
             log.error(
                 "fax %d: deliver: imap to %s, but no IMAP delivery is set up; "
@@ -229,9 +231,9 @@ class FaxProcessor:
                 fax.message_id,
                 ", ".join(d.recipient for d in stranded),
             )
-        todo = [d for d in plan.todo if d not in stranded]
+        todo = [d for d in pending if d not in stranded]
         if not todo:
-            raise Deferred("deliver: imap is not available", delay=self._backoff.cap)
+            raise self._no_imap()
         # One configuration for every mail of the fax, even if a reload lands meanwhile.
         mail, renderer = self.settings.mail, self.renderer
         facts = self.facts(fax)
@@ -274,12 +276,15 @@ class FaxProcessor:
         if failed:
             raise Deferred("delivery failed for " + "; ".join(failed))
         if stranded:
-            raise Deferred("deliver: imap is not available", delay=self._backoff.cap)
+            raise self._no_imap()
         if result is not None and result.state is InboundState.DELIVERED:
             self.count("faxes_delivered")
             count = len(plan.deliveries)
             log.info("fax %d: delivered to %d recipient(s)", fax.message_id, count)
         return result
+
+    def _no_imap(self) -> Deferred:
+        return Deferred("deliver: imap is not available", delay=self._backoff.cap)
 
     async def _stored_image(self, fax: InboundFax) -> tuple[bytes, str] | None:
         """The image the ledger kept (None when it has none, or retention removed it)."""

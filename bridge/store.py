@@ -2,8 +2,9 @@
 
 Durability. The database runs in WAL mode with ``synchronous=FULL``: each
 COMMIT fsyncs the WAL before it returns, so a committed transaction survives a
-crash or power loss, including the ones that precede a promise (the SMTP 250
-after ``accept_message``, the mark-read after ``inbound_delivery_done``). A few
+crash or power loss, including the ones a promise rests on (the SMTP 250 after
+``accept_message``; ``inbound_delivery_done``, which keeps a fax from being mailed
+twice and is under way while the fax's mark-read goes out). A few
 inbound bookkeeping writes ask for ``durable=False`` (``synchronous=NORMAL`` for
 that one commit): a process crash keeps them, a power cut may undo them, and
 the next durable commit makes them durable too, because the WAL is written in

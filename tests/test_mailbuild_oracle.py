@@ -12,7 +12,7 @@ from email.message import EmailMessage
 import pytest
 
 from bridge.errors import PermanentError
-from bridge.mailbuild import verify_header_names
+from bridge.mailbuild import verify_header_block
 
 
 def _message(raw_subject: str, *, attachment: bool = False) -> EmailMessage:
@@ -31,7 +31,7 @@ LINESEPS = pytest.mark.parametrize("linesep", ["\r\n", "\n"])
 
 def mail_bytes(msg: EmailMessage, *, linesep: str) -> bytes:
     data = msg.as_bytes(policy=msg.policy.clone(linesep=linesep))
-    verify_header_names(msg, data)
+    verify_header_block(msg.keys(), data)
     return data
 
 
