@@ -267,6 +267,18 @@ async def test_a_new_fax_is_downloaded_once_while_its_ledger_row_is_read(
         await h.control.receive_fax(minimal_pdf(), phone_number="+12125550101") for _ in range(3)
     ]
     downloads = h.count_downloads()
+    assert h.store is not None
+    read = h.store.inbound_work
+
+    async def read_after_the_download_started(message_id: int) -> Any:
+        # Without the early download this waits for a download that never starts.
+        async def started() -> bool:
+            return message_id in downloads
+
+        await eventually(started, within=5, what="the download to start first")
+        return await read(message_id)
+
+    h.store.inbound_work = read_after_the_download_started  # type: ignore[method-assign]
     report = await h.worker(ROUTES).poll_once()
     assert report.delivered == 3
     assert sorted(downloads) == sorted(ids)
