@@ -304,7 +304,7 @@ class InboundRecord:
 class InboundFax:
     """A received fax in the ledger (without the image bytes).
 
-    ``created`` is True only on the value returned by the ``inbound_seen`` call
+    ``created`` is True only on the value returned by the ``inbound_seen_page`` call
     that inserted the row.
     """
 

@@ -27,11 +27,6 @@ from bridge.store_schema import Connection, StoreBase
 class InboundStore(StoreBase):
     """The inbound ledger: SEEN -> DOWNLOADED -> DELIVERED -> MARKED_READ, or UNROUTED."""
 
-    async def inbound_seen(self, record: InboundRecord, *, now: float) -> InboundFax:
-        """:meth:`inbound_seen_page` for one fax."""
-        (fax,) = await self.inbound_seen_page([record], now=now)
-        return fax
-
     async def inbound_seen_page(
         self, records: Sequence[InboundRecord], *, now: float
     ) -> list[InboundFax]:

@@ -53,16 +53,18 @@ async def test_status_endpoint_serves_health_readiness_metrics_and_an_escaped_pa
             recipients=["+12125550100@fax.local", "+19005550100@fax.local"],
         )
         assert "+19005550100@fax.local" in refused
-        await bridge.service.store.inbound_seen(
-            InboundRecord(
-                message_id=42,
-                phone_number="+12125550100",
-                caller_id="<script>alert(1)</script>",
-                remote_csid="<b>csid</b>",
-                pages=1,
-                receive_time=1_700_000_000.0,
-                message_status=0,
-            ),
+        await bridge.service.store.inbound_seen_page(
+            [
+                InboundRecord(
+                    message_id=42,
+                    phone_number="+12125550100",
+                    caller_id="<script>alert(1)</script>",
+                    remote_csid="<b>csid</b>",
+                    pages=1,
+                    receive_time=1_700_000_000.0,
+                    message_status=0,
+                )
+            ],
             now=1_700_000_000.0,
         )
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:

@@ -495,13 +495,13 @@ async def test_rate_limit_counters_survive_a_restart(state_dir: Path) -> None:
 # -- inbound ledger ----------------------------------------------------------------------
 
 
-async def test_inbound_seen_is_idempotent(store: Store) -> None:
-    first = await store.inbound_seen(inbound_record(292626603), now=T0)
+async def test_inbound_seen_page_is_idempotent(store: Store) -> None:
+    [first] = await store.inbound_seen_page([inbound_record(292626603)], now=T0)
     assert first.created is True
     assert first.state is InboundState.SEEN
     assert first.meta == {"recordingDuration": 35}
     assert first.image_size is None
-    again = await store.inbound_seen(inbound_record(292626603), now=T0 + 60)
+    [again] = await store.inbound_seen_page([inbound_record(292626603)], now=T0 + 60)
     assert again.created is False
     assert again.created_at == T0
     assert (await store.inbound_get(292626603)) == again
@@ -509,7 +509,7 @@ async def test_inbound_seen_is_idempotent(store: Store) -> None:
 
 
 async def test_inbound_delivery_is_tracked_per_recipient(store: Store) -> None:
-    await store.inbound_seen(inbound_record(7), now=T0)
+    await store.inbound_seen_page([inbound_record(7)], now=T0)
     pdf = b"%PDF-1.4 fake"
     rcpts = [InboundRecipient("a@example.org"), InboundRecipient("b@example.org")]
     fax = await store.inbound_delivery_done(
@@ -576,7 +576,7 @@ async def test_inbound_delivery_is_tracked_per_recipient(store: Store) -> None:
 
 async def test_inbound_pending_lists_due_unfinished_faxes(store: Store) -> None:
     for message_id in (1, 2, 3, 4):
-        await store.inbound_seen(inbound_record(message_id), now=T0)
+        await store.inbound_seen_page([inbound_record(message_id)], now=T0)
     await store.inbound_transition(
         2,
         expect=InboundState.SEEN,
@@ -597,7 +597,7 @@ async def test_inbound_pending_lists_due_unfinished_faxes(store: Store) -> None:
 
 
 async def test_every_inbound_state_is_accepted_by_the_schema(store: Store) -> None:
-    await store.inbound_seen(inbound_record(1), now=T0)
+    await store.inbound_seen_page([inbound_record(1)], now=T0)
     state = InboundState.SEEN
     for target in InboundState:
         moved = await store.inbound_transition(1, expect=state, to=target, now=T0)
@@ -630,7 +630,7 @@ async def test_purge_removes_only_finished_rows_older_than_the_cutoff(
 
     image = (b"%PDF", "application/pdf")
     for message_id in (1, 2, 3):
-        await store.inbound_seen(inbound_record(message_id), now=T0)
+        await store.inbound_seen_page([inbound_record(message_id)], now=T0)
         rcpts = [InboundRecipient("a@example.org")]
         await store.inbound_delivery_failed(
             message_id, "a@example.org", "421", now=T0, recipients=rcpts, image=image

@@ -32,7 +32,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 async def test_the_first_delivery_record_keeps_the_image_and_every_recipient(
     store: Store,
 ) -> None:
-    await store.inbound_seen(inbound_record(7), now=T0)
+    await store.inbound_seen_page([inbound_record(7)], now=T0)
     fax = await store.inbound_delivery_done(
         7, A.recipient, "<a@fax.example.org>", now=T0 + 1, recipients=[A, B], image=PDF
     )
@@ -49,7 +49,7 @@ async def test_the_first_delivery_record_keeps_the_image_and_every_recipient(
 
 
 async def test_a_failed_first_delivery_keeps_them_too(store: Store) -> None:
-    await store.inbound_seen(inbound_record(7), now=T0)
+    await store.inbound_seen_page([inbound_record(7)], now=T0)
     failed = await store.inbound_delivery_failed(
         7, A.recipient, "421 later", now=T0 + 1, recipients=[A, B], image=PDF
     )
@@ -69,7 +69,7 @@ async def test_a_failed_first_delivery_keeps_them_too(store: Store) -> None:
 async def test_a_later_record_keeps_the_first_image_and_the_recorded_deliveries(
     store: Store,
 ) -> None:
-    await store.inbound_seen(inbound_record(7), now=T0)
+    await store.inbound_seen_page([inbound_record(7)], now=T0)
     await store.inbound_delivery_done(
         7, A.recipient, "<a@x>", now=T0 + 1, recipients=[A], image=PDF
     )
@@ -101,7 +101,7 @@ async def test_a_record_for_an_unknown_fax_changes_nothing(store: Store) -> None
 async def test_a_listed_page_is_recorded_in_order_and_only_new_rows_count_as_created(
     store: Store,
 ) -> None:
-    await store.inbound_seen(inbound_record(8), now=T0)
+    await store.inbound_seen_page([inbound_record(8)], now=T0)
     faxes = await store.inbound_seen_page(
         [inbound_record(9), inbound_record(8), inbound_record(7)], now=T0 + 5
     )
