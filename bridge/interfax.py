@@ -326,21 +326,11 @@ class InterfaxClient:
             "/inbound/faxes", list_parser(InboundFax.from_json, "inbound"), params
         )
 
-    async def iter_inbound(
-        self, *, unread_only: bool = False, page_size: int = 25, all_users: bool = False
-    ) -> AsyncIterator[InboundFax]:
-        """Every received fax, newest first, paging with ``lastId`` until a short page."""
-        pages = self.iter_inbound_pages(
-            unread_only=unread_only, page_size=page_size, all_users=all_users
-        )
-        async for page in pages:
-            for fax in page:
-                yield fax
-
     async def iter_inbound_pages(
         self, *, unread_only: bool = False, page_size: int = 25, all_users: bool = False
     ) -> AsyncIterator[list[InboundFax]]:
-        """:meth:`iter_inbound` a page at a time (the last one may be empty)."""
+        """Every received fax, newest first, a page at a time: paging with ``lastId``
+        until a short page (the last one may be empty)."""
         last_id: int | None = None
         while True:
             page = await self.list_inbound(

@@ -273,7 +273,7 @@ async def test_inbound_paging_walks_every_fax_newest_first_with_the_exclusive_cu
     client: InterfaxClient, sandbox_control: SandboxControl, make_pdf: Callable[..., bytes]
 ) -> None:
     ids = [await sandbox_control.receive_fax(make_pdf(text=f"in {i}")) for i in range(7)]
-    walked = [fax.message_id async for fax in client.iter_inbound(page_size=3)]
+    walked = [f.message_id async for page in client.iter_inbound_pages(page_size=3) for f in page]
     assert walked == sorted(ids, reverse=True)
     page = await client.list_inbound(limit=2, last_id=walked[2])
     assert [fax.message_id for fax in page] == walked[3:5]
@@ -301,7 +301,9 @@ async def test_an_inbound_fax_has_its_record_image_and_can_be_marked_read(
     assert isinstance(await client.inbound_emails(message_id), list)
     await client.mark_read(message_id)
     assert (await client.get_inbound(message_id)).is_read
-    unread = [f.message_id async for f in client.iter_inbound(unread_only=True)]
+    unread = [
+        f.message_id async for page in client.iter_inbound_pages(unread_only=True) for f in page
+    ]
     assert unread == [other]
     await client.mark_read(message_id, read=False)
     assert (await client.get_inbound(message_id)).image_status == "UNREAD"

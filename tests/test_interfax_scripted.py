@@ -231,8 +231,8 @@ async def test_iterating_inbound_stops_when_the_server_ignores_the_cursor() -> N
         seen: list[int] = []
 
         async def drain() -> None:
-            async for fax in c.iter_inbound(page_size=2):
-                seen.append(fax.message_id)
+            async for page in c.iter_inbound_pages(page_size=2):
+                seen.extend(fax.message_id for fax in page)
 
         with pytest.raises(InterfaxProtocolError, match="ignored lastId=8"):
             await drain()
