@@ -338,15 +338,8 @@ class FaxProcessor:
             log.warning("fax %d: InterFAX no longer has it, nothing to mark", fax.message_id)
             error = f"not marked read: {exc}"
         release()
-        # Not waiting for fsync: should a power cut undo this, the fax is DELIVERED
-        # again, and marking it read once more is harmless.
-        marked = await self._store.inbound_transition(
-            fax.message_id,
-            expect=InboundState.DELIVERED,
-            to=InboundState.MARKED_READ,
-            now=self._clock(),
-            last_error=error,
-            durable=False,
+        marked = await self._store.inbound_marked_read(
+            fax.message_id, now=self._clock(), last_error=error
         )
         if marked is not None:
             self.count("faxes_marked_read")

@@ -5,13 +5,14 @@ COMMIT fsyncs the WAL before it returns, so a committed transaction survives a
 crash or power loss, including the ones a promise rests on (the SMTP 250 after
 ``accept_message``; ``inbound_delivery_done``, which keeps a fax from being mailed
 twice and is under way while the fax's mark-read goes out). A few
-inbound bookkeeping writes ask for ``durable=False`` (``synchronous=NORMAL`` for
+inbound bookkeeping writes use ``durable=False`` (``synchronous=NORMAL`` for
 that one commit): a process crash keeps them, a power cut may undo them, and
 the next durable commit makes them durable too, because the WAL is written in
-order. Only records whose loss repeats harmless work qualify (see
-``StoreBase._write``). ``busy_timeout`` lets a second process (the admin CLI)
-share the file, and claims run inside ``BEGIN IMMEDIATE`` so two processes
-never claim the same job. The state directory must be on a local filesystem.
+order. Only records whose loss repeats harmless work qualify: a listed page
+(``inbound_seen_page``) and a fax marked read (``inbound_marked_read``).
+``busy_timeout`` lets a second process (the admin CLI) share the file, and claims
+run inside ``BEGIN IMMEDIATE`` so two processes never claim the same job. The
+state directory must be on a local filesystem.
 
 Message bytes are a BLOB in the ``messages`` row, written in the same
 transaction as the message's job rows. One commit (one WAL fsync) makes the

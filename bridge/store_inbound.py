@@ -172,12 +172,11 @@ class InboundStore(StoreBase):
         next_attempt_at: float | Unchanged = UNCHANGED,
         last_error: str | Unchanged | None = UNCHANGED,
         count_attempt: bool = False,
-        durable: bool = True,
     ) -> InboundFax | None:
         """Compare-and-set on a fax's state, like :meth:`transition`.
 
         ``count_attempt`` increments ``attempts``. None when the state did not
-        match or the fax is unknown. ``durable=False``: see ``StoreBase._write``.
+        match or the fax is unknown.
         """
         fields = schema.present(next_attempt_at=next_attempt_at, last_error=last_error)
 
@@ -196,7 +195,32 @@ class InboundStore(StoreBase):
                 return None
             return _inbound(conn, message_id)
 
-        return await self._write(run, durable=durable)
+        return await self._write(run)
+
+    async def inbound_marked_read(
+        self, message_id: int, *, now: float, last_error: str | None
+    ) -> InboundFax | None:
+        """DELIVERED -> MARKED_READ (None if the fax was not DELIVERED).
+
+        Not waiting for fsync: should a power cut undo it, the fax is DELIVERED again,
+        and marking it read once more is harmless.
+        """
+
+        def run(conn: Connection) -> InboundFax | None:
+            if not schema.update_where_state(
+                conn,
+                "inbound_faxes",
+                "message_id = ?",
+                (message_id,),
+                InboundState.DELIVERED,
+                InboundState.MARKED_READ,
+                now,
+                {"last_error": last_error},
+            ):
+                return None
+            return _inbound(conn, message_id)
+
+        return await self._write(run, durable=False)
 
     async def inbound_pending(self, *, now: float, limit: int = 100) -> list[InboundFax]:
         """Faxes with work left (SEEN, DOWNLOADED, DELIVERED) that are due, oldest first."""

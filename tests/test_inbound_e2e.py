@@ -239,20 +239,20 @@ async def test_a_fax_gives_its_place_back_before_its_last_ledger_write(
     assert h.store is not None
     assert h.client is not None
     held, go = asyncio.Event(), asyncio.Event()
-    transition, image = h.store.inbound_transition, h.client.inbound_image
+    marked_read, image = h.store.inbound_marked_read, h.client.inbound_image
 
     async def held_mark_record(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("to") is InboundState.MARKED_READ and not held.is_set():
+        if not held.is_set():
             held.set()
             await go.wait()
-        return await transition(*args, **kwargs)
+        return await marked_read(*args, **kwargs)
 
     async def counted_image(message_id: int) -> Any:
         if held.is_set():
             go.set()
         return await image(message_id)
 
-    h.store.inbound_transition = held_mark_record  # type: ignore[method-assign]
+    h.store.inbound_marked_read = held_mark_record  # type: ignore[method-assign]
     h.client.inbound_image = counted_image  # type: ignore[method-assign]
     worker = h.worker(ROUTES + "concurrency: 1\n")
     report = await asyncio.wait_for(worker.poll_once(), 30)

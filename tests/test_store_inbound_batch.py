@@ -114,9 +114,7 @@ async def test_writes_that_skip_fsync_leave_the_connection_synchronous_full(
 ) -> None:
     await store.inbound_seen_page([inbound_record(7)], now=T0)
     await store.inbound_delivery_done(7, A.recipient, "<a@x>", now=T0 + 2, recipients=[A])
-    marked = await store.inbound_transition(
-        7, expect=InboundState.DELIVERED, to=InboundState.MARKED_READ, now=T0 + 3, durable=False
-    )
+    marked = await store.inbound_marked_read(7, now=T0 + 3, last_error=None)
     assert marked is not None
     assert marked.state is InboundState.MARKED_READ
     assert (await store.diagnostics()).synchronous == 2  # FULL, for every other commit
@@ -142,11 +140,7 @@ async def test_only_records_whose_loss_repeats_harmless_work_skip_fsync(store: S
         store.inbound_delivery_failed(7, B.recipient, "550 no", now=T0, permanent=False)
     )
     assert not await skips_fsync(store.inbound_delivery_done(7, B.recipient, "<b@x>", now=T0))
-    assert await skips_fsync(
-        store.inbound_transition(
-            7, expect=InboundState.DELIVERED, to=InboundState.MARKED_READ, now=T0, durable=False
-        )
-    )
+    assert await skips_fsync(store.inbound_marked_read(7, now=T0, last_error=None))
     assert not await skips_fsync(
         store.accept_message(
             b"Subject: x\r\n\r\nbody\r\n",
