@@ -54,20 +54,17 @@ class MailRefusalNotifier:
         sender: MailAddress,
         *,
         fax_domain: str,
-        message_id_domain: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._mailer = mailer
         self._sender = sender
         self._fax_domain = fax_domain
-        self._domain = message_id_domain
         self._clock = clock
 
     def replace_sender(self, sender: MailAddress, *, fax_domain: str) -> None:
         """Send later reports from ``sender`` (``mail.from`` after a reload)."""
         self._sender = sender
         self._fax_domain = fax_domain
-        self._domain = sender.domain
 
     async def __call__(self, notice: RefusalNotice) -> None:
         """Build and send the report; raises the :class:`~bridge.mailer.Mailer` errors."""
@@ -88,7 +85,7 @@ class MailRefusalNotifier:
             text=text,
             date=datetime.fromtimestamp(self._clock(), UTC),
             message_id=deterministic_message_id(
-                "imap-refusal", notice.reference, domain=self._domain
+                "imap-refusal", notice.reference, domain=self._sender.domain
             ),
             in_reply_to=notice.message_id,
             auto_submitted="auto-replied",

@@ -41,9 +41,6 @@ class ImapState(enum.StrEnum):
     VANISHED = "vanished"
 
 
-#: Nothing more will happen to a message in these states.
-
-
 @dataclass(frozen=True, slots=True)
 class ImapKey:
     """One message of one folder of one mailbox, for as long as UIDVALIDITY holds."""
@@ -220,9 +217,8 @@ class ImapStore(StoreBase):
 
         def run(conn: Connection) -> int:
             cur = conn.execute(
-                "DELETE FROM imap_seen WHERE state IN ('done', 'rejected', 'vanished')"
-                " AND updated_at < ?",
-                (older_than,),
+                "DELETE FROM imap_seen WHERE state IN (?, ?, ?) AND updated_at < ?",
+                (ImapState.DONE, ImapState.REJECTED, ImapState.VANISHED, older_than),
             )
             return cur.rowcount
 

@@ -203,12 +203,8 @@ def refusal_notifier(config: Config, mailer: Mailer) -> MailRefusalNotifier:
     """Reports refused mailbox fax requests to their (authorised) senders."""
     from bridge.imap_refusal import MailRefusalNotifier
 
-    sender = mail_sender(config)
     return MailRefusalNotifier(
-        mailer,
-        sender,
-        fax_domain=config.smtp_server.fax_domain,
-        message_id_domain=sender.domain,
+        mailer, mail_sender(config), fax_domain=config.smtp_server.fax_domain
     )
 
 

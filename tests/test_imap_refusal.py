@@ -24,7 +24,6 @@ def notifier(port: int) -> MailRefusalNotifier:
         Mailer(RelaySettings(host="127.0.0.1", port=port, timeout=5)),
         MailAddress("fax@bridge.example.org", "Fax Bridge"),
         fax_domain="fax.local",
-        message_id_domain="bridge.example.org",
         clock=lambda: 1_700_000_000.0,
     )
 
