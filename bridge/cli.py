@@ -164,13 +164,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     logsetup.configure(config.log_format, config.log_level)
+    service = Service(config, config_path=Path(args.config))
     try:
-        asyncio.run(Service(config, config_path=Path(args.config)).serve())
+        asyncio.run(service.serve())
     except ConfigError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except (BridgeError, OSError) as exc:  # e.g. a newer database, a port in use: one line
-        print(f"cannot start: {exc}", file=sys.stderr)
+    except (BridgeError, OSError) as exc:
+        if service.started:
+            raise  # a failure while running or stopping: its traceback tells where
+        print(f"cannot start: {exc}", file=sys.stderr)  # a newer database, a port in use
         return EXIT_FAILURE
     return EXIT_OK
 

@@ -211,6 +211,11 @@ class Service:
         log.info("fax-bridge started")
 
     @property
+    def started(self) -> bool:
+        """Whether :meth:`start` finished."""
+        return self._started
+
+    @property
     def status_port(self) -> int | None:
         """The bound port of the HTTP status endpoint, when it is on."""
         return self._status.port if self._status is not None else None
@@ -218,7 +223,7 @@ class Service:
     def readiness(self) -> tuple[bool, list[str]]:
         """Whether the service does its job, and if not, why (for /readyz)."""
         reasons = []
-        if not self._started:
+        if not self.started:
             reasons.append("starting")
         if self._stopping.is_set():
             reasons.append("shutting down")
