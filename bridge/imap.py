@@ -176,7 +176,7 @@ class ImapClient:
         library = _library()
         s = self._settings
         self._lost = asyncio.Event()
-        context = self._tls_context() if s.tls == "implicit" else None
+        context = await self._tls_context() if s.tls == "implicit" else None
         self._imap = library.IMAP4(
             host=s.host,
             port=s.port,
@@ -384,8 +384,10 @@ class ImapClient:
     def _read_capabilities(self) -> frozenset[str]:
         return frozenset(str(c).upper() for c in self._imap.protocol.capabilities)
 
-    def _tls_context(self) -> ssl.SSLContext:
-        return _tls_context(str(self._settings.ca_bundle) if self._settings.ca_bundle else None)
+    async def _tls_context(self) -> ssl.SSLContext:
+        cafile = str(self._settings.ca_bundle) if self._settings.ca_bundle else None
+        # The first context per bundle reads the CA store from disk: not on the loop.
+        return await asyncio.to_thread(_tls_context, cafile)
 
     async def _starttls(self, library: Any) -> None:
         if "STARTTLS" not in self._capabilities:
@@ -402,7 +404,7 @@ class ImapClient:
             loop.start_tls(
                 protocol.transport,
                 protocol,
-                self._tls_context(),
+                await self._tls_context(),
                 server_hostname=self._settings.host,
                 ssl_handshake_timeout=self._timeout,
             ),
@@ -533,5 +535,5 @@ def _is_change(line: bytes) -> bool:
 
 @functools.lru_cache(maxsize=8)
 def _tls_context(cafile: str | None) -> ssl.SSLContext:
-    """One context per CA bundle: building one reads the CA store, on the event loop."""
+    """One context per CA bundle (building one reads the CA store)."""
     return ssl.create_default_context(cafile=cafile)
