@@ -124,17 +124,12 @@ class ImapIntakeWorker:
         self._client_factory = client_factory
         self._clock = clock
         self._failures = 0
-        #: The last connection or session error, None while a session works.
-        self.last_error: str | None = "not connected yet"
+        #: The last connection or session error, while sessions keep failing (readiness).
+        self.last_error: str | None = None
         #: Running totals: connects, idles, polls, accepted, refused, deferred, reports,
         #: vanished, session_errors.
         self.counters: collections.Counter[str] = collections.Counter()
         self.heartbeat = Heartbeat(min(settings.poll_interval, 60.0))
-
-    @property
-    def trouble(self) -> str | None:
-        """Why the mailbox is not being watched, while sessions keep failing (readiness)."""
-        return self.last_error if self._failures else None
 
     @property
     def account(self) -> str:

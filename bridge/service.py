@@ -229,7 +229,7 @@ class Service:
             reasons.append("shutting down")
         if self._gate is not None and self._gate.paused:
             reasons.append(f"InterFAX refuses our credentials ({self._gate.reason})")
-        trouble = self._imap_intake.trouble if self._imap_intake is not None else None
+        trouble = self._imap_intake.last_error if self._imap_intake is not None else None
         if trouble is not None:
             reasons.append(f"IMAP intake fails: {trouble}")
         reasons += [
