@@ -46,6 +46,7 @@ rendering failure (204000); any other number ends 0.
 
 from __future__ import annotations
 
+import sqlite3
 import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -56,7 +57,9 @@ import httpx
 import pytest
 import trustme
 
+from bridge import store_schema
 from bridge.sandbox.server import RunningSandbox, SandboxSettings, running_sandbox
+from bridge.store import DB_FILENAME
 
 SANDBOX_USER = "user"
 SANDBOX_PASSWORD = "secret"
@@ -268,3 +271,14 @@ async def h(
 
     async with inbound_harness(sandbox, sandbox_control, tmp_path) as harness:
         yield harness
+
+
+def database_at(state_dir: Path, version: int) -> sqlite3.Connection:
+    """A database as schema ``version`` left it (the caller commits and closes it)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(state_dir / DB_FILENAME)
+    for step in store_schema.MIGRATIONS[:version]:
+        for statement in step:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")
+    return conn

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bridge import store_schema
 from bridge.errors import StoreError
 from bridge.jobs import MessageSource, NewJob
 from bridge.store import DB_FILENAME, SCHEMA_VERSION, Store
 from bridge.store_imap import ImapKey, ImapState
+from tests.conftest import database_at
 
 KEY = ImapKey("fax@example.org@imap.example.org", "INBOX", 1795742580, 7)
 RAW = b"From: alice@clinic.example.org\r\nSubject: x\r\n\r\nbody\r\n"
@@ -29,10 +29,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 async def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
     # Written as fax-bridge's first schema held it (today's code writes today's schema).
-    with closing(sqlite3.connect(tmp_path / DB_FILENAME)) as conn, conn:
-        for statement in store_schema.MIGRATIONS[0]:
-            conn.execute(statement)
-        conn.execute("PRAGMA user_version = 1")
+    with closing(database_at(tmp_path, 1)) as conn, conn:
         conn.execute(
             "INSERT INTO messages (id, received_at, source, mail_from, from_header, size,"
             " sha256, raw, trace_id) VALUES (1, 1.0, 'smtp', 'alice@clinic.example.org',"

@@ -37,6 +37,7 @@ from bridge.jobs import (
     StoreVersionError,
 )
 from bridge.store import DB_FILENAME, SCHEMA_VERSION, Store
+from tests.conftest import database_at
 
 T0 = 1_700_000_000.0
 HOUR = 3600.0
@@ -801,19 +802,8 @@ def test_an_accepted_message_survives_sigkill_right_after_accept(state_dir: Path
     asyncio.run(check())
 
 
-def _database_at(state_dir: Path, version: int) -> sqlite3.Connection:
-    """A database as schema ``version`` left it (the caller commits and closes it)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(state_dir / DB_FILENAME)
-    for step in store_schema.MIGRATIONS[:version]:
-        for statement in step:
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version = {version}")
-    return conn
-
-
 def _version_2_database(state_dir: Path) -> None:
-    with contextlib.closing(_database_at(state_dir, 2)) as conn, conn:
+    with contextlib.closing(database_at(state_dir, 2)) as conn, conn:
         conn.executemany(
             "INSERT INTO rate_events (key, at, n) VALUES (?, ?, ?)",
             [("global", T0, 1), ("global", T0 + 1, 2), ("global", T0 + 300, 1), ("x", T0, 5)],
@@ -830,7 +820,7 @@ async def test_version_2_rate_events_migrate_into_minute_buckets(state_dir: Path
 
 
 def _version_3_database_with_a_job(state_dir: Path) -> None:
-    with contextlib.closing(_database_at(state_dir, 3)) as conn, conn:
+    with contextlib.closing(database_at(state_dir, 3)) as conn, conn:
         conn.execute(
             "INSERT INTO messages (id, received_at, source, mail_from, from_header, size,"
             " sha256, raw, trace_id) VALUES (7, ?, 'smtp', 'a@example.org', 'a@example.org',"
