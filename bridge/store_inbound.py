@@ -9,7 +9,7 @@ threading.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from bridge import store_schema as schema
 from bridge.jobs import (
@@ -179,23 +179,7 @@ class InboundStore(StoreBase):
         match or the fax is unknown.
         """
         fields = schema.present(next_attempt_at=next_attempt_at, last_error=last_error)
-
-        def run(conn: Connection) -> InboundFax | None:
-            if not schema.update_where_state(
-                conn,
-                "inbound_faxes",
-                "message_id = ?",
-                (message_id,),
-                expect,
-                to,
-                now,
-                fields,
-                count_attempt=count_attempt,
-            ):
-                return None
-            return _inbound(conn, message_id)
-
-        return await self._write(run)
+        return await self._inbound_cas(message_id, expect, to, now, fields, count_attempt)
 
     async def inbound_marked_read(
         self, message_id: int, *, now: float, last_error: str | None
@@ -205,22 +189,31 @@ class InboundStore(StoreBase):
         Not waiting for fsync: should a power cut undo it, the fax is DELIVERED again,
         and marking it read once more is harmless.
         """
+        delivered, marked = InboundState.DELIVERED, InboundState.MARKED_READ
+        fields = {"last_error": last_error}
+        return await self._inbound_cas(message_id, delivered, marked, now, fields, durable=False)
 
+    async def _inbound_cas(
+        self,
+        message_id: int,
+        expect: InboundState | Collection[InboundState],
+        to: InboundState,
+        now: float,
+        fields: Mapping[str, object],
+        count_attempt: bool = False,
+        *,
+        durable: bool = True,
+    ) -> InboundFax | None:
         def run(conn: Connection) -> InboundFax | None:
+            table, where = "inbound_faxes", "message_id = ?"
+            key = (message_id,)
             if not schema.update_where_state(
-                conn,
-                "inbound_faxes",
-                "message_id = ?",
-                (message_id,),
-                InboundState.DELIVERED,
-                InboundState.MARKED_READ,
-                now,
-                {"last_error": last_error},
+                conn, table, where, key, expect, to, now, fields, count_attempt=count_attempt
             ):
                 return None
             return _inbound(conn, message_id)
 
-        return await self._write(run, durable=False)
+        return await self._write(run, durable=durable)
 
     async def inbound_pending(self, *, now: float, limit: int = 100) -> list[InboundFax]:
         """Faxes with work left (SEEN, DOWNLOADED, DELIVERED) that are due, oldest first."""
