@@ -6,11 +6,13 @@ finds the ``bridge`` package without installing it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,3 +61,26 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def sandbox_process(work: Path, *options: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """``python -m bridge sandbox`` for the bench account in its own process (so it does
+    not share the benchmark's GIL), logging to ``work/sandbox.log``: its port and process.
+    """
+    port = free_port()
+    log = work / "sandbox.log"
+    command = [sys.executable, "-m", "bridge", "sandbox", "--listen", f"127.0.0.1:{port}"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*command, "--username", USER, "--password", PASSWORD, *options],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_listening(port, proc, "the sandbox", log=log)
+        yield port, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

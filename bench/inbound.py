@@ -48,10 +48,10 @@ from benchkit import (  # also puts the repository on sys.path
     NUMBER,
     PASSWORD,
     PDF,
-    ROOT,
     USER,
     cpu_seconds,
     free_port,
+    sandbox_process,
     wait_listening,
 )
 
@@ -319,27 +319,21 @@ def main() -> None:
     if args.serve_sink:
         serve_sink(args.serve_sink)
         return
-    sandbox_port, sink_port = free_port(), free_port()
-    command = [sys.executable, "-m", "bridge", "sandbox", "--listen", f"127.0.0.1:{sandbox_port}"]
-    sandbox = subprocess.Popen(
-        [*command, "--username", USER, "--password", PASSWORD],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    sink_port = free_port()
     sink = subprocess.Popen(
         [sys.executable, __file__, "--serve-sink", str(sink_port)], stdout=subprocess.PIPE
     )
-    try:
-        wait_listening(sandbox_port, sandbox, "sandbox")
-        wait_listening(sink_port, sink, "sink")
-        asyncio.run(_bench(args, f"http://127.0.0.1:{sandbox_port}", sink_port))
-    finally:
-        sandbox_cpu, sink_cpu = cpu_seconds(sandbox.pid), cpu_seconds(sink.pid)
-        sandbox.terminate()
-        sink.terminate()
-        sandbox.wait(30)
-        out, _ = sink.communicate(timeout=30)
+    with (
+        tempfile.TemporaryDirectory(prefix="fax-bridge-bench-") as work,
+        sandbox_process(Path(work)) as (sandbox_port, sandbox),
+    ):
+        try:
+            wait_listening(sink_port, sink, "sink")
+            asyncio.run(_bench(args, f"http://127.0.0.1:{sandbox_port}", sink_port))
+        finally:
+            sandbox_cpu, sink_cpu = cpu_seconds(sandbox.pid), cpu_seconds(sink.pid)
+            sink.terminate()
+            out, _ = sink.communicate(timeout=30)
     mails = int(out.strip() or 0)
     expected = args.count * len(args.concurrency) * args.repeat
     print(

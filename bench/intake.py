@@ -33,7 +33,6 @@ import cProfile
 import json
 import os
 import pstats
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,11 +43,9 @@ from typing import Any
 
 from benchkit import (  # also puts the repository on sys.path
     PASSWORD,
-    ROOT,
     USER,
     cpu_seconds,
-    free_port,
-    wait_listening,
+    sandbox_process,
 )
 
 SENDER = "bench@clinic.example.org"
@@ -410,25 +407,6 @@ async def peak_rss(args: argparse.Namespace, work: Path, sandbox_port: int) -> d
 # -- the run ---------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def sandbox_process(work: Path) -> Any:
-    """``python -m bridge sandbox`` in its own process; faxes stay in progress."""
-    port = free_port()
-    log = work / "sandbox.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "sandbox", "--listen", f"127.0.0.1:{port}",
-             "--username", USER, "--password", PASSWORD, "--step-seconds", "3600"],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        wait_listening(port, proc, "the sandbox", log=log)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 def _line(name: str, result: dict[str, Any], count: int) -> str:
     rate = result["accepted"] / result["seconds"]
     threads = ", ".join(f"{k} {v:.1f}" for k, v in sorted(result["threads_cpu"].items()))
@@ -444,7 +422,7 @@ def _line(name: str, result: dict[str, Any], count: int) -> str:
 
 
 async def main_async(args: argparse.Namespace, work: Path) -> None:
-    with sandbox_process(work) as sandbox_port:
+    with sandbox_process(work, "--step-seconds", "3600") as (sandbox_port, _):
         base = await baseline(args, work)
         intake_only = await bridge(
             args, work, "bridge-intake", sandbox_port=sandbox_port, password="wrong-password"

@@ -43,11 +43,9 @@ from benchkit import (  # also puts the repository on sys.path
     NUMBER,
     PASSWORD,
     PDF,
-    ROOT,
     USER,
     cpu_seconds,
-    free_port,
-    wait_listening,
+    sandbox_process,
 )
 
 from bridge.faxmodels import FaxDocument, SendOptions
@@ -222,18 +220,9 @@ def main() -> None:
             blob.write_to_path(str(chain), append=i > 0)
         pdf_path = tmpdir / "bench.pdf"
         pdf_path.write_bytes(PDF)
-        port = free_port()
-        base_url = f"https://127.0.0.1:{port}"
-        log = tmpdir / "sandbox.log"
-        with log.open("wb") as sink:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "bridge", "sandbox", "--listen", f"127.0.0.1:{port}",
-                 "--username", USER, "--password", PASSWORD, "--tls-cert", str(chain),
-                 "--tls-key", str(key), "--step-seconds", "3600"],
-                cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        try:
-            wait_listening(port, proc, "sandbox", log)
+        tls = ("--tls-cert", str(chain), "--tls-key", str(key))
+        with sandbox_process(tmpdir, *tls, "--step-seconds", "3600") as (port, proc):
+            base_url = f"https://127.0.0.1:{port}"
             ctx = ssl.create_default_context(cafile=str(ca))
             _control(base_url, ctx, "/_sandbox/faults", {"latency_ms": args.latency_ms})
             n, c, latency = args.count, args.concurrency, args.latency_ms / 1000
@@ -265,9 +254,6 @@ def main() -> None:
                 f"peak RSS above the level before the document existed: +{growth / mib:.1f} MiB"
                 f" = {growth / up['size']:.2f} copies of the document (goal <= 2)"
             )
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 if __name__ == "__main__":
